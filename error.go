@@ -1,0 +1,64 @@
+// Package pier holds Pier's domain: the types every component shares, the
+// interfaces that connect them, and the error codes they speak. It imports
+// nothing but the standard library so that every other package can depend on
+// it without dragging in a database driver or an HTTP stack.
+package pier
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. Every error that crosses a package boundary carries one, so the
+// API can map it to an HTTP status in one place and the CLI can explain it.
+const (
+	ECONFLICT     = "conflict"     // the thing exists already, or changed under us
+	EINTERNAL     = "internal"     // our fault; details are logged, not returned
+	EINVALID      = "invalid"      // the input is wrong; the message says how
+	ENOTFOUND     = "not_found"    // no such thing (or the caller may not know of it)
+	EUNAUTHORIZED = "unauthorized" // no valid credentials
+	EFORBIDDEN    = "forbidden"    // valid credentials, but not allowed
+	ETOOLARGE     = "too_large"    // a body, value or list is over its limit
+)
+
+// Error is a domain error: a code for programs and a message for humans.
+// The message must never contain a secret (a config value, a token).
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	default:
+		return EINTERNAL
+	}
+}
+
+// ErrorMessage returns the human message of the first *Error in err's chain,
+// or a generic message for errors that are not ours to explain.
+func ErrorMessage(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	default:
+		return "internal error; the server log has the details"
+	}
+}

@@ -1,0 +1,97 @@
+package pier
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps Pier's desired state. It is the only place that state lives:
+// every method that changes more than one row does so in one transaction,
+// and records its audit Event in that same transaction.
+//
+// Methods that take an app take its name and return ENOTFOUND if there is no
+// such app. actor is the username of whoever asked for the change.
+// List methods return one page and the cursor of the next ("" at the end).
+type Store interface {
+	// Settings are platform-wide values (signing key, bootstrap token hash,
+	// registration mode). InitSetting stores value only if key is unset and
+	// returns whichever value is stored, so concurrent starts agree.
+	InitSetting(ctx context.Context, key, value string) (string, error)
+	GetSetting(ctx context.Context, key string) (value string, ok bool, err error)
+	SetSetting(ctx context.Context, key, value string) error
+	DeleteSetting(ctx context.Context, key string) error
+
+	// Users. RegisterFirstUser creates u as admin only if there are no users
+	// yet and the stored bootstrap token hash equals bootstrapHash; it then
+	// deletes that hash, so the token works once. EFORBIDDEN otherwise.
+	RegisterFirstUser(ctx context.Context, u *User, passwordHash, bootstrapHash string) error
+	CreateUser(ctx context.Context, u *User, passwordHash string) error // ECONFLICT if taken
+	HasUsers(ctx context.Context) (bool, error)
+	FindUser(ctx context.Context, username string) (*User, error)
+	// UserPassword returns the user and the stored password hash, for login.
+	UserPassword(ctx context.Context, username string) (*User, string, error)
+	ListUsers(ctx context.Context, p Page) ([]User, string, error)
+
+	// Sessions. UserForSession returns the user with that ID, or
+	// EUNAUTHORIZED if the user is gone or the token ID jti was revoked.
+	UserForSession(ctx context.Context, userID int64, jti string) (*User, error)
+	RevokeSession(ctx context.Context, jti string, expiresAt time.Time) error
+
+	// API tokens, stored by hash. UserForAPIToken returns EUNAUTHORIZED for an
+	// unknown, revoked or expired token and records its use.
+	CreateAPIToken(ctx context.Context, t *APIToken, hash string) error
+	ListAPITokens(ctx context.Context, username string) ([]APIToken, error)
+	RevokeAPIToken(ctx context.Context, username string, id int64) error
+	UserForAPIToken(ctx context.Context, hash string) (*User, error)
+
+	// SSH keys. Fingerprints are unique across all users (ECONFLICT).
+	AddKey(ctx context.Context, k *Key) error
+	ListKeys(ctx context.Context, username string) ([]Key, error)
+	RemoveKey(ctx context.Context, username, nameOrFingerprint string) error
+	UserForKey(ctx context.Context, fingerprint string) (*User, error)
+
+	// Apps. CreateApp makes app (owned by actor, who becomes its owner
+	// member) and its release v1 "Initial release". AppAccess returns the app
+	// and the role username has in it ("" if none).
+	CreateApp(ctx context.Context, app *App, actor string) (*Release, error)
+	AppAccess(ctx context.Context, name, username string) (*App, string, error)
+	ListApps(ctx context.Context, viewer *User, p Page) ([]App, string, error)
+	DestroyApp(ctx context.Context, name, actor string) error
+
+	// Config and releases. SetConfig applies change to the current config and
+	// adds the next release. Rollback adds a release copying version's build
+	// and config (version 0: the one before the current). Versions per app are
+	// strictly increasing with no gaps, whatever the concurrency.
+	Config(ctx context.Context, app string) (Config, error)
+	SetConfig(ctx context.Context, app string, change ConfigChange, actor string) (*Release, error)
+	ListReleases(ctx context.Context, app string, p Page) ([]Release, string, error)
+	FindRelease(ctx context.Context, app string, version int) (*Release, error)
+	CurrentRelease(ctx context.Context, app string) (*Release, error)
+	Rollback(ctx context.Context, app string, version int, actor string) (*Release, error)
+
+	// Builds. Deploy adds a release of a succeeded build with the current
+	// config; a first build defining "web" scales web to 1 if it was 0.
+	CreateBuild(ctx context.Context, b *Build) error
+	FindBuild(ctx context.Context, app string, id int64) (*Build, error)
+	Deploy(ctx context.Context, app string, buildID int64, actor string) (*Release, error)
+
+	// Formation. Scale sets the given quantities and returns the whole
+	// formation. Once the app has a build, unknown process types are refused
+	// (EINVALID, naming the known ones).
+	Formation(ctx context.Context, app string) (Formation, error)
+	Scale(ctx context.Context, app string, f Formation, actor string) (Formation, error)
+
+	// Domains. A hostname belongs to one app (ECONFLICT).
+	AddDomain(ctx context.Context, app, hostname, actor string) (*Domain, error)
+	ListDomains(ctx context.Context, app string) ([]Domain, error)
+	RemoveDomain(ctx context.Context, app, hostname, actor string) error
+
+	// Members. The owner cannot be removed.
+	ListMembers(ctx context.Context, app string) ([]Member, error)
+	AddMember(ctx context.Context, app, username, actor string) error
+	RemoveMember(ctx context.Context, app, username, actor string) error
+
+	// Events. RecordEvent is for events outside any other change (logins).
+	RecordEvent(ctx context.Context, e Event) error
+	ListEvents(ctx context.Context, app string, p Page) ([]Event, string, error)
+}
