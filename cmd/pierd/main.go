@@ -1,0 +1,247 @@
+// Command pierd runs Pier's server components. It only wires the concrete
+// pieces (Postgres, the controller, later the builder and router) together;
+// each lives in its own package.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/postgres"
+	"github.com/pierpaas/pier/postgres/embedded"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `pierd runs the Pier platform.
+
+Usage:
+  pierd all         run every component on this machine (the embedded default)
+  pierd controller  run the REST API only
+  pierd migrate     apply database migrations and exit
+
+Flags (every command):
+`
+
+// options are pierd's flags; every flag can also be set by environment.
+type options struct {
+	dataDir     string
+	databaseURL string
+	httpAddr    string
+	publicURL   string
+	sessionTTL  time.Duration
+	logLevel    string
+}
+
+// Main runs pierd with args and returns its exit status. ctx ends at
+// SIGINT/SIGTERM; the servers then drain and the embedded database stops.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, usage)
+		newFlags(&options{}, stderr).PrintDefaults()
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
+		return 2
+	}
+	cmd := args[0]
+	var o options
+	fs := newFlags(&o, stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log := newLogger(stderr, o.logLevel)
+	var err error
+	switch cmd {
+	case "all", "controller":
+		err = serve(ctx, o, stdout, log)
+	case "migrate":
+		err = migrate(ctx, o, stdout)
+	default:
+		fmt.Fprintf(stderr, "pierd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pierd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newFlags(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pierd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	env := func(name, def string) string {
+		if v := os.Getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&o.dataDir, "data-dir", env("PIER_DATA_DIR", ".pier"), "where pierd keeps its state: the embedded database, bootstrap token (env PIER_DATA_DIR)")
+	fs.StringVar(&o.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL; empty: run an embedded Postgres in the data dir (env DATABASE_URL)")
+	fs.StringVar(&o.httpAddr, "http-addr", env("PIER_HTTP_ADDR", "127.0.0.1:8080"), "address of the HTTP API (env PIER_HTTP_ADDR)")
+	fs.StringVar(&o.publicURL, "public-url", env("PIER_PUBLIC_URL", ""), "URL users reach Pier at; apps are served at <app>.<its host> (default http://pier.localhost:<http port>) (env PIER_PUBLIC_URL)")
+	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
+	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
+	return fs
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// database returns the DSN to use, starting the embedded Postgres when no
+// URL was given. stop stops what was started.
+func database(ctx context.Context, o options, out io.Writer) (dsn string, stop func(), err error) {
+	if o.databaseURL != "" {
+		return o.databaseURL, func() {}, nil
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("data dir: %w", err)
+	}
+	fmt.Fprintf(out, "Starting the embedded Postgres (data in %s)...\n", o.dataDir)
+	c := embedded.New(o.dataDir)
+	if err := c.Start(ctx); err != nil {
+		return "", nil, fmt.Errorf("embedded Postgres: %w", err)
+	}
+	stop = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Stop(sctx); err != nil {
+			fmt.Fprintf(out, "stopping the embedded Postgres: %v\n", err)
+		}
+	}
+	if err := c.CreateDatabase(ctx, "pier"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return c.DSN("pier"), stop, nil
+}
+
+func migrate(ctx context.Context, o options, out io.Writer) error {
+	dsn, stop, err := database(ctx, o, out)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := postgres.Migrate(ctx, dsn); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "Migrations applied.")
+	return nil
+}
+
+func serve(ctx context.Context, o options, out io.Writer, log *slog.Logger) error {
+	dsn, stopDB, err := database(ctx, o, out)
+	if err != nil {
+		return err
+	}
+	defer stopDB()
+	db, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another pierd running? change it with --http-addr)", o.httpAddr, err)
+	}
+	public := o.publicURL
+	if public == "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		public = "http://pier.localhost:" + port
+	}
+	api, err := controller.New(ctx, controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := bootstrap(ctx, db, o.dataDir, out); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(out, "Pier API listening on %s (public URL %s)\n", ln.Addr(), public)
+	fmt.Fprintf(out, "Ready. Press Ctrl-C to stop.\n")
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(out, "Shutting down...")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// bootstrap makes the one-time token for the first admin on a fresh
+// database, prints it and keeps it in the data dir, where `make run` finds
+// it. Once a user exists, a leftover token file is removed.
+func bootstrap(ctx context.Context, db *postgres.DB, dataDir string, out io.Writer) error {
+	path := filepath.Join(dataDir, "bootstrap-token")
+	token, err := controller.EnsureBootstrapToken(ctx, db)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("save bootstrap token: %w", err)
+		}
+		fmt.Fprintf(out, "\nFirst start: register the first (admin) user with the one-time bootstrap token\n  %s\n(also saved in %s):\n  pier register URL --bootstrap-token-file %s\n\n", token, path, path)
+		return nil
+	}
+	has, err := db.HasUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if has {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "No user yet: register the first (admin) user with the bootstrap token in %s\n", path)
+	}
+	return nil
+}

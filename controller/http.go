@@ -1,0 +1,155 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/pierpaas/pier"
+)
+
+// MaxBodyBytes bounds every request body; the largest legitimate one is a
+// config change at pier.ConfigTotalMax plus JSON overhead.
+const MaxBodyBytes = 1 << 20
+
+// statusOf is the one place where domain error codes become HTTP statuses.
+func statusOf(code string) int {
+	switch code {
+	case pier.EINVALID:
+		return http.StatusBadRequest
+	case pier.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case pier.EFORBIDDEN:
+		return http.StatusForbidden
+	case pier.ENOTFOUND:
+		return http.StatusNotFound
+	case pier.ECONFLICT:
+		return http.StatusConflict
+	case pier.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// writeError answers with err's code and message. Internal errors are
+// logged with their detail and answered with a generic message, so that no
+// SQL, path or secret leaks to the caller.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := pier.ErrorCode(err)
+	if code == pier.EINTERNAL {
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	var body errorBody
+	body.Error.Code = code
+	body.Error.Message = pier.ErrorMessage(err)
+	if code == pier.EUNAUTHORIZED {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pier"`)
+	}
+	writeJSON(w, statusOf(code), body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	if v != nil {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(true)
+		_ = enc.Encode(v)
+	}
+}
+
+// decode reads one JSON value into v. The body must be JSON, at most
+// MaxBodyBytes, with no unknown fields and nothing after the value.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			return pier.Errorf(pier.EINVALID, "request body has more than one JSON value: send exactly one object")
+		}
+		return nil
+	}
+	var maxErr *http.MaxBytesError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return pier.Errorf(pier.ETOOLARGE, "request body is over %d bytes: send less", MaxBodyBytes)
+	case errors.Is(err, io.EOF):
+		return pier.Errorf(pier.EINVALID, "request body is empty: send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return pier.Errorf(pier.EINVALID, "request body is truncated JSON: send a complete JSON object")
+	case errors.As(err, &syntaxErr):
+		return pier.Errorf(pier.EINVALID, "request body is not valid JSON (at byte %d): %v", syntaxErr.Offset, syntaxErr)
+	case errors.As(err, &typeErr):
+		if typeErr.Field != "" {
+			return pier.Errorf(pier.EINVALID, "field %q must be a %s, not a JSON %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		}
+		return pier.Errorf(pier.EINVALID, "request body must be a JSON %s, not a JSON %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+	default:
+		// Unknown fields and similar: encoding/json's message names the field.
+		return pier.Errorf(pier.EINVALID, "request body is invalid: %v", err)
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "map", "struct":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "int", "int64", "int32", "uint", "uint64", "float64":
+		return "number"
+	case "bool":
+		return "boolean"
+	case "ptr":
+		return "string or null"
+	}
+	return goKind
+}
+
+// page reads ?limit= and ?after=.
+func page(r *http.Request) (pier.Page, error) {
+	var p pier.Page
+	q := r.URL.Query()
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > pier.PageMax {
+			return p, pier.Errorf(pier.EINVALID, "limit %q is invalid: use 1 to %d", s, pier.PageMax)
+		}
+		p.Limit = n
+	}
+	p.After = q.Get("after")
+	if len(p.After) > 256 {
+		return p, pier.Errorf(pier.EINVALID, "cursor is too long: pass back the 'next' value of the previous page")
+	}
+	return p.Normalized(), nil
+}
+
+// list wraps a page of items in the API's list shape. A nil slice is sent as
+// [] so that clients never see null.
+func list[T any](items []T, next string) pier.List[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return pier.List[T]{Items: items, Next: next}
+}
+
+func internalf(format string, args ...any) error {
+	return fmt.Errorf(format, args...)
+}

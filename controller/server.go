@@ -1,0 +1,172 @@
+// Package controller is Pier's REST API: it authenticates callers, checks
+// what they may do, validates their input and turns it into Store changes.
+// It depends on the pier interfaces only; cmd/pierd wires in Postgres.
+package controller
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/pierpaas/pier"
+)
+
+// Config is what the operator chooses for the controller.
+type Config struct {
+	Store  pier.Store
+	Logger *slog.Logger
+	// PublicURL is where users reach the platform, such as
+	// http://pier.localhost:8080; apps are served at <app>.<host of PublicURL>.
+	PublicURL string
+	// SessionTTL is the lifetime of a login token (default 12h).
+	SessionTTL time.Duration
+	// Now is the clock (tests move it).
+	Now func() time.Time
+}
+
+// Server is the controller's HTTP API.
+type Server struct {
+	store    pier.Store
+	log      *slog.Logger
+	public   *url.URL
+	domain   string // platform domain: the host of PublicURL
+	tokens   *tokenIssuer
+	now      func() time.Time
+	handler  http.Handler
+	routes   []route
+	openapi  []byte
+	dummyPwd string // a hash to compare against when a user is unknown
+}
+
+// New makes a Server, loading (or on first start creating) the token
+// signing key from the Store so that every controller on one database agrees.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("controller: no store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://pier.localhost:8080"
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, errors.New("controller: public URL must look like http://pier.example.com")
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now}
+	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	if s.dummyPwd, err = hashPassword("not a real password"); err != nil {
+		return nil, err
+	}
+	s.routes = s.routeTable()
+	s.openapi, err = openAPIDocument(s.routes)
+	if err != nil {
+		return nil, err
+	}
+	s.handler = s.router()
+	return s, nil
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// appURL is where an app is served.
+func (s *Server) appURL(app string) string {
+	u := *s.public
+	host := app + "." + s.domain
+	if p := s.public.Port(); p != "" {
+		host += ":" + p
+	}
+	u.Host = host
+	u.Path = ""
+	return u.String()
+}
+
+func (s *Server) router() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID)
+	r.Use(s.recoverer)
+	r.Use(s.accessLog)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.log, pier.Errorf(pier.ENOTFOUND, "no such endpoint %s %s: see /v1/openapi.json", r.Method, clipPath(r.URL.Path)))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.log, pier.Errorf(pier.EINVALID, "method %s is not allowed on %s: see /v1/openapi.json", r.Method, clipPath(r.URL.Path)))
+	})
+	for _, rt := range s.routes {
+		r.Method(rt.method, rt.pattern, s.endpoint(rt))
+	}
+	return r
+}
+
+func clipPath(p string) string {
+	if len(p) > 80 {
+		return p[:80] + "…"
+	}
+	return p
+}
+
+// recoverer turns a panic into a logged 500 instead of a dropped connection.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				writeError(w, r, s.log, errors.New("panic"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// accessLog logs one line per request. It logs the path, never the query
+// string, headers or body: those may carry tokens or config values.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("path", clipPath(r.URL.Path)),
+			slog.Int("status", ww.Status()), slog.Duration("took", time.Since(start)),
+			slog.String("request_id", middleware.GetReqID(r.Context())))
+	})
+}
+
+// appName reads {app} from the path and checks it before it reaches SQL.
+func appName(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "app")
+	return name, pier.ValidateAppName(name)
+}
+
+// pathParam returns a path parameter, unescaped (fingerprints hold '/').
+func pathParam(r *http.Request, name string) (string, error) {
+	v, err := url.PathUnescape(chi.URLParam(r, name))
+	if err != nil {
+		return "", pier.Errorf(pier.EINVALID, "%s in the path is not validly escaped", name)
+	}
+	return v, nil
+}

@@ -1,0 +1,143 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pierpaas/pier"
+)
+
+const buildColumns = `b.id, b.commit_sha, b.strategy, b.image, b.process_types, b.status, b.created_by, b.created_at`
+
+func scanBuild(row pgx.Row, app string, extra ...any) (*pier.Build, error) {
+	b := pier.Build{App: app}
+	err := row.Scan(append([]any{&b.ID, &b.Commit, &b.Strategy, &b.Image, &b.ProcessTypes, &b.Status, &b.CreatedBy, &b.CreatedAt}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// CreateBuild records a build of b.App and sets its ID and creation time. An
+// empty status is pending.
+func (db *DB) CreateBuild(ctx context.Context, b *pier.Build) error {
+	for t := range b.ProcessTypes {
+		if err := pier.ValidateProcessType(t); err != nil {
+			return err
+		}
+	}
+	switch b.Status {
+	case "":
+		b.Status = pier.BuildPending
+	case pier.BuildPending, pier.BuildSucceeded, pier.BuildFailed:
+	default:
+		return pier.Errorf(pier.EINVALID, "build status %q is invalid: use %s, %s or %s", clip(b.Status), pier.BuildPending, pier.BuildSucceeded, pier.BuildFailed)
+	}
+	types := b.ProcessTypes
+	if types == nil {
+		types = map[string]string{} // JSON null is not a set of types
+	}
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		var appID int64
+		err := tx.QueryRow(ctx,
+			`INSERT INTO builds (app_id, commit_sha, strategy, image, process_types, status, created_by)
+			 SELECT id, $2, $3, $4, $5, $6, $7 FROM apps WHERE name = $1
+			 RETURNING app_id, id, created_at`,
+			b.App, b.Commit, b.Strategy, b.Image, types, b.Status, b.CreatedBy).Scan(&appID, &b.ID, &b.CreatedAt)
+		if isNoRows(err) {
+			return appNotFound(b.App)
+		}
+		if err != nil {
+			return wrap(err, "create build of %s", b.App)
+		}
+		return recordEvent(ctx, tx, appID, b.App, b.CreatedBy, "build.create", buildName(b))
+	})
+}
+
+// buildName is how notes and events name a build: by its commit if known.
+func buildName(b *pier.Build) string {
+	if b.Commit == "" {
+		return fmt.Sprintf("build %d", b.ID)
+	}
+	c := b.Commit
+	if len(c) > 7 {
+		c = c[:7]
+	}
+	return c
+}
+
+func (db *DB) FindBuild(ctx context.Context, app string, id int64) (*pier.Build, error) {
+	b, err := scanBuild(db.pool.QueryRow(ctx,
+		`SELECT `+buildColumns+` FROM builds b JOIN apps a ON a.id = b.app_id
+		 WHERE a.name = $1 AND b.id = $2`, app, id), app)
+	if isNoRows(err) {
+		if err := appMissing(ctx, db.pool, app); err != nil {
+			return nil, err
+		}
+		return nil, buildNotFound(app, id)
+	}
+	return b, wrap(err, "find build %d of %s", id, app)
+}
+
+func buildNotFound(app string, id int64) error {
+	return pier.Errorf(pier.ENOTFOUND, "build %d of app %q not found", id, app)
+}
+
+// Deploy adds a release that runs the build with the current config. The
+// app's first deployed build that defines "web" scales web to 1 if it was
+// 0, so that a first push serves something.
+func (db *DB) Deploy(ctx context.Context, app string, buildID int64, actor string) (*pier.Release, error) {
+	var rel *pier.Release
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		id, version, err := nextVersion(ctx, tx, app)
+		if err != nil {
+			return err
+		}
+		var b *pier.Build
+		var deployedBefore bool
+		b, err = scanBuild(tx.QueryRow(ctx,
+			`SELECT `+buildColumns+`,
+				EXISTS (SELECT 1 FROM releases WHERE app_id = $1 AND build_id IS NOT NULL)
+			 FROM builds b WHERE b.app_id = $1 AND b.id = $2`, id, buildID), app, &deployedBefore)
+		if isNoRows(err) {
+			return buildNotFound(app, buildID)
+		}
+		if err != nil {
+			return wrap(err, "find build %d of %s", buildID, app)
+		}
+		if b.Status != pier.BuildSucceeded {
+			return pier.Errorf(pier.EINVALID, "build %d of app %q is %s: only a succeeded build can be deployed", buildID, app, b.Status)
+		}
+		_, cfg, err := releaseBuildAndConfig(ctx, tx, id, app, version-1)
+		if err != nil {
+			return err
+		}
+		rel, err = newRelease{
+			appID: id, app: app, version: version, buildID: &b.ID, config: cfg,
+			note: "Deploy " + buildName(b), actor: actor, action: "release.deploy",
+		}.add(ctx, tx)
+		if err != nil || deployedBefore {
+			return err
+		}
+		if _, ok := b.ProcessTypes["web"]; !ok {
+			return nil
+		}
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO formations (app_id, process_type, quantity) VALUES ($1, 'web', 1)
+			 ON CONFLICT (app_id, process_type) DO UPDATE SET quantity = 1, updated_at = now()
+			 WHERE formations.quantity = 0`, id)
+		if err != nil {
+			return wrap(err, "scale web of %s", app)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // scaled before the first build: the owner's choice stands
+		}
+		return recordEvent(ctx, tx, id, app, actor, "formation.scale", pier.Formation{"web": 1}.String())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rel, nil
+}

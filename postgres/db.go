@@ -1,0 +1,163 @@
+// Package postgres implements pier.Store on PostgreSQL with pgx.
+//
+// Desired state lives here and only here, so two controllers on one
+// database must agree: counters are bumped in the row they belong to (which
+// locks it), and every change writes its audit event in its own transaction.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/migrations"
+)
+
+// DB is a pier.Store on a pool of connections to one database.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+var _ pier.Store = (*DB)(nil)
+
+// Open connects to the database at dsn, checks that it answers, applies any
+// pending migrations and returns the store.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgconn's parse errors redact the password.
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connecting to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	if err := migrate(ctx, cfg.ConnConfig); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &DB{pool: pool}, nil
+}
+
+// Migrate applies any pending migrations to the database at dsn.
+func Migrate(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return migrate(ctx, cfg)
+}
+
+func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
+	sqldb := stdlib.OpenDB(*cfg.Copy())
+	defer sqldb.Close()
+	// An advisory lock held for the whole run makes a second process that
+	// starts at the same time wait, then find nothing left to do. Polling
+	// every second for up to 5 minutes keeps a normal start fast.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, sqldb, migrations.FS,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("postgres: loading migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("postgres: applying migrations: %w", err)
+	}
+	return nil
+}
+
+// Close closes every connection.
+func (db *DB) Close() { db.pool.Close() }
+
+// Pool is the underlying pool, for benchmarks and tests.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// inTx runs fn in a transaction, committed if fn returns nil.
+func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, fn)
+}
+
+// isNoRows reports whether err says a query found nothing.
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// isUnique reports whether err is a unique violation (SQLSTATE 23505).
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// wrap adds what the store was doing to an unexpected error; such errors
+// become EINTERNAL, and their text goes to the server log only. what must
+// never hold a config value or a token.
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	var e *pier.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("postgres: "+format+": %w", append(args, err)...)
+}
+
+func appNotFound(name string) error {
+	return pier.Errorf(pier.ENOTFOUND, "app %q not found", name)
+}
+
+func userNotFound(name string) error {
+	return pier.Errorf(pier.ENOTFOUND, "user %q not found", name)
+}
+
+// Row locks appID can take on an app, held until the transaction ends.
+type rowLock string
+
+const (
+	noLock rowLock = ""
+	// keyShare keeps the app from being destroyed while rows that refer to
+	// it are written, and conflicts with nothing else.
+	keyShare rowLock = " FOR KEY SHARE"
+	// noKeyUpdate conflicts with itself and with the UPDATE that adds a
+	// release (nextVersion): it serialises changes to what runs.
+	noKeyUpdate rowLock = " FOR NO KEY UPDATE"
+)
+
+// appID returns the ID of the app name (ENOTFOUND if none), taking lock on
+// its row.
+func appID(ctx context.Context, q querier, name string, lock rowLock) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `SELECT id FROM apps WHERE name = $1`+string(lock), name).Scan(&id)
+	if isNoRows(err) {
+		return 0, appNotFound(name)
+	}
+	return id, wrap(err, "find app %s", name)
+}
+
+// appMissing is called when a listing of an app's rows came back empty, to
+// tell an app with no rows from no app, without a round trip in the common
+// case.
+func appMissing(ctx context.Context, q querier, name string) error {
+	_, err := appID(ctx, q, name, noLock)
+	return err
+}
