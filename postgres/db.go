@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,6 +37,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		// pgconn's parse errors redact the password.
 		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	// pgxpool's default, max(4, CPUs), makes API requests queue for a
+	// connection while others wait for their COMMIT to reach disk (seen in
+	// bench/). A request holds a connection only briefly, so allow more;
+	// pool_max_conns in the DSN still decides.
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = int32(max(16, 4*runtime.GOMAXPROCS(0)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
