@@ -32,9 +32,6 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs Postgres; skipped with -short")
-	}
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testenv.Database(t))
 	if err != nil {
@@ -336,9 +333,6 @@ func TestRegistration(t *testing.T) {
 }
 
 func TestBootstrapTokenIsOneTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Postgres")
-	}
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testenv.Database(t))
 	if err != nil {
