@@ -25,6 +25,10 @@ import (
 )
 
 func main() {
+	// A closed stdout (`pierd all | tee log`, then Ctrl-C) must not kill
+	// pierd before it has stopped its embedded Postgres: with SIGPIPE
+	// ignored, such writes fail quietly instead.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
