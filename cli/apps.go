@@ -93,11 +93,7 @@ NAME is 3 to 30 lowercase letters, digits and dashes; without one, Pier makes on
 		GroupID: "apps",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, err := c.appName(cmd.Context(), info.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), info.app)
 			if err != nil {
 				return err
 			}
@@ -133,11 +129,7 @@ scripts pass --confirm APP.`,
 				}
 				flag = args[0]
 			}
-			app, err := c.appName(cmd.Context(), flag)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), flag)
 			if err != nil {
 				return err
 			}

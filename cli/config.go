@@ -29,11 +29,7 @@ quoted so that a POSIX shell reads every value back intact.`,
 			if list.shell && list.json {
 				return fmt.Errorf("--shell and --json are two different outputs: give one")
 			}
-			app, err := c.appName(cmd.Context(), list.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), list.app)
 			if err != nil {
 				return err
 			}
@@ -86,11 +82,7 @@ quoted so that a POSIX shell reads every value back intact.`,
 			if err := pier.ValidateConfigKey(args[0]); err != nil {
 				return err
 			}
-			app, err := c.appName(cmd.Context(), getApp)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), getApp)
 			if err != nil {
 				return err
 			}
@@ -124,11 +116,7 @@ and newlines, exactly as your shell passed them.`,
 			if err != nil {
 				return err
 			}
-			app, err := c.appName(cmd.Context(), set.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), set.app)
 			if err != nil {
 				return err
 			}
@@ -168,11 +156,7 @@ and newlines, exactly as your shell passed them.`,
 					keys = append(keys, k)
 				}
 			}
-			app, err := c.appName(cmd.Context(), unset.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), unset.app)
 			if err != nil {
 				return err
 			}

@@ -20,11 +20,7 @@ func (c *cli) addDomainCommands(root *cobra.Command) {
 		GroupID: "domains",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, err := c.appName(cmd.Context(), list.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), list.app)
 			if err != nil {
 				return err
 			}
@@ -67,11 +63,7 @@ func (c *cli) addDomainCommands(root *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			app, err := c.appName(cmd.Context(), add.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), add.app)
 			if err != nil {
 				return err
 			}
@@ -101,11 +93,7 @@ func (c *cli) addDomainCommands(root *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			app, err := c.appName(cmd.Context(), removeApp)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), removeApp)
 			if err != nil {
 				return err
 			}

@@ -25,11 +25,7 @@ func (c *cli) addEventCommands(root *cobra.Command) {
 			if o.limit < 1 || o.limit > pier.PageMax {
 				return fmt.Errorf("--limit %d is invalid: use 1 to %d", o.limit, pier.PageMax)
 			}
-			app, err := c.appName(cmd.Context(), o.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), o.app)
 			if err != nil {
 				return err
 			}

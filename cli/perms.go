@@ -20,11 +20,7 @@ func (c *cli) addPermCommands(root *cobra.Command) {
 		GroupID: "domains",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, err := c.appName(cmd.Context(), list.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), list.app)
 			if err != nil {
 				return err
 			}
@@ -62,11 +58,7 @@ roll it back. Only the owner may destroy it or change its members.`,
 			if err := pier.ValidateUsername(args[0]); err != nil {
 				return err
 			}
-			app, err := c.appName(cmd.Context(), add.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), add.app)
 			if err != nil {
 				return err
 			}
@@ -95,11 +87,7 @@ roll it back. Only the owner may destroy it or change its members.`,
 			if err := pier.ValidateUsername(args[0]); err != nil {
 				return err
 			}
-			app, err := c.appName(cmd.Context(), removeApp)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), removeApp)
 			if err != nil {
 				return err
 			}

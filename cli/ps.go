@@ -23,11 +23,7 @@ func (c *cli) addPsCommands(root *cobra.Command) {
 		GroupID: "ps",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, err := c.appName(cmd.Context(), ps.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), ps.app)
 			if err != nil {
 				return err
 			}

@@ -25,11 +25,7 @@ func (c *cli) addReleaseCommands(root *cobra.Command) {
 			if list.limit < 1 || list.limit > pier.PageMax {
 				return fmt.Errorf("--limit %d is invalid: use 1 to %d", list.limit, pier.PageMax)
 			}
-			app, err := c.appName(cmd.Context(), list.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), list.app)
 			if err != nil {
 				return err
 			}
@@ -73,11 +69,7 @@ vars (the values are in 'pier config', or in --json).`,
 				}
 				version = v
 			}
-			app, err := c.appName(cmd.Context(), info.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), info.app)
 			if err != nil {
 				return err
 			}
@@ -144,11 +136,7 @@ same way.`,
 				}
 				version = v
 			}
-			app, err := c.appName(cmd.Context(), rb.app)
-			if err != nil {
-				return err
-			}
-			api, err := c.authed()
+			app, api, err := c.appAPI(cmd.Context(), rb.app)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,6 +163,20 @@ func (c *cli) authed() (*client.Client, error) {
 		return nil, c.notLoggedIn()
 	}
 	return api, nil
+}
+
+// appAPI resolves the app a command is about (from -a or the git remote)
+// and a client with the user's credentials: what every app command needs.
+func (c *cli) appAPI(ctx context.Context, flag string) (string, *client.Client, error) {
+	app, err := c.appName(ctx, flag)
+	if err != nil {
+		return "", nil, err
+	}
+	api, err := c.authed()
+	if err != nil {
+		return "", nil, err
+	}
+	return app, api, nil
 }
 
 // normalizeURL accepts what people type ("pier.localhost:8080",
