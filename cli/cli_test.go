@@ -154,7 +154,7 @@ func TestConfigSetValuesReachAPIIntact(t *testing.T) {
 
 	r := e.run("", "config:set", "A=hello world", "B=x=y==z", "C=line1\nline2\n", "-a", "myapp")
 	mustOK(t, r)
-	if r.stdout != "Setting A, B and C and restarting myapp... done, v3\n" {
+	if r.stdout != "Setting A, B and C on myapp... done, v3\n" {
 		t.Fatalf("stdout %q", r.stdout)
 	}
 	req := api.last(t)
@@ -204,7 +204,7 @@ func TestConfigUnsetSendsNull(t *testing.T) {
 	api.on("PATCH /v1/apps/myapp/config", 200, `{"app":"myapp","version":4,"note":"Unset A, B"}`)
 	r := e.run("", "config:unset", "B", "A", "B", "-a", "myapp")
 	mustOK(t, r)
-	if r.stdout != "Unsetting A and B and restarting myapp... done, v4\n" {
+	if r.stdout != "Unsetting A and B on myapp... done, v4\n" {
 		t.Fatalf("stdout %q", r.stdout)
 	}
 	var body map[string]any

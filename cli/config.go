@@ -127,7 +127,7 @@ and newlines, exactly as your shell passed them.`,
 			if set.json {
 				return printJSON(c.stdout, rel)
 			}
-			fmt.Fprintf(c.stdout, "Setting %s and restarting %s... done, v%d\n", joinAnd(sortedKeys(vars)), app, rel.Version)
+			fmt.Fprintf(c.stdout, "Setting %s on %s... done, v%d\n", joinAnd(sortedKeys(vars)), app, rel.Version)
 			return nil
 		},
 	}
@@ -168,7 +168,7 @@ and newlines, exactly as your shell passed them.`,
 				return printJSON(c.stdout, rel)
 			}
 			sort.Strings(keys)
-			fmt.Fprintf(c.stdout, "Unsetting %s and restarting %s... done, v%d\n", joinAnd(keys), app, rel.Version)
+			fmt.Fprintf(c.stdout, "Unsetting %s on %s... done, v%d\n", joinAnd(keys), app, rel.Version)
 			return nil
 		},
 	}
