@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -177,6 +178,22 @@ const (
 	argonKeyLen  = 32
 )
 
+// kdfSlots bounds how many argon2id computations run at once. Each takes
+// argonMemory KiB and tens of milliseconds of CPU: without a bound, a burst
+// of logins (hostile or not) could take gigabytes of memory.
+var kdfSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+
+func withKDFSlot[T any](ctx context.Context, f func() T) (T, error) {
+	select {
+	case kdfSlots <- struct{}{}:
+		defer func() { <-kdfSlots }()
+		return f(), nil
+	case <-ctx.Done():
+		var zero T
+		return zero, pier.Errorf(pier.EUNAUTHORIZED, "the server is busy checking passwords: try again")
+	}
+}
+
 func hashPassword(pw string) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
@@ -246,9 +263,18 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) (any, error) {
 	if len(req.Email) > 254 || (req.Email != "" && !strings.Contains(req.Email, "@")) {
 		return nil, pier.Errorf(pier.EINVALID, "email %q is invalid: use an address such as ada@example.com", clipPath(req.Email))
 	}
-	hash, err := hashPassword(req.Password)
+	hash, err := withKDFSlot(r.Context(), func() string {
+		h, err := hashPassword(req.Password)
+		if err != nil {
+			return ""
+		}
+		return h
+	})
 	if err != nil {
 		return nil, err
+	}
+	if hash == "" {
+		return nil, errors.New("hash password: crypto/rand failed")
 	}
 	u := &pier.User{Username: req.Username, Email: req.Email}
 	ctx := r.Context()
@@ -311,13 +337,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	u, hash, err := s.store.UserPassword(r.Context(), req.Username)
 	if pier.ErrorCode(err) == pier.ENOTFOUND {
-		checkPassword(s.dummyPwd, req.Password) // same time as a real check: no user enumeration
-		return nil, wrong
+		u, hash = nil, s.dummyPwd // same time as a real check: no user enumeration
+	} else if err != nil {
+		return nil, err
 	}
+	ok, err := withKDFSlot(r.Context(), func() bool { return checkPassword(hash, req.Password) })
 	if err != nil {
 		return nil, err
 	}
-	if !checkPassword(hash, req.Password) {
+	if !ok || u == nil {
 		return nil, wrong
 	}
 	token, exp, err := s.tokens.issue(u)
