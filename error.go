@@ -19,6 +19,7 @@ const (
 	EUNAUTHORIZED = "unauthorized" // no valid credentials
 	EFORBIDDEN    = "forbidden"    // valid credentials, but not allowed
 	ETOOLARGE     = "too_large"    // a body, value or list is over its limit
+	ETOOMANY      = "too_many"     // too many attempts; wait, then try again
 )
 
 // Error is a domain error: a code for programs and a message for humans.

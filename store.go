@@ -32,6 +32,12 @@ type Store interface {
 	UserPassword(ctx context.Context, username string) (*User, string, error)
 	ListUsers(ctx context.Context, p Page) ([]User, string, error)
 
+	// Failed logins per username, counted in the database so that every
+	// controller throttles the same guesses.
+	LoginFailures(ctx context.Context, username string) (count int, last time.Time, err error)
+	RecordLoginFailure(ctx context.Context, username string) error
+	ClearLoginFailures(ctx context.Context, username string) error
+
 	// Sessions. UserForSession returns the user with that ID, or
 	// EUNAUTHORIZED if the user is gone or the token ID jti was revoked.
 	UserForSession(ctx context.Context, userID int64, jti string) (*User, error)

@@ -335,6 +335,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) (any, error) {
 	if len(req.Username) > pier.UsernameMax || len(req.Password) > pier.PasswordMax {
 		return nil, wrong
 	}
+	if err := s.loginThrottle(r.Context(), req.Username); err != nil {
+		return nil, err
+	}
 	u, hash, err := s.store.UserPassword(r.Context(), req.Username)
 	if pier.ErrorCode(err) == pier.ENOTFOUND {
 		u, hash = nil, s.dummyPwd // same time as a real check: no user enumeration
@@ -346,7 +349,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	if !ok || u == nil {
+		if err := s.store.RecordLoginFailure(r.Context(), req.Username); err != nil {
+			return nil, err
+		}
 		return nil, wrong
+	}
+	if err := s.store.ClearLoginFailures(r.Context(), req.Username); err != nil {
+		return nil, err
 	}
 	token, exp, err := s.tokens.issue(u)
 	if err != nil {
@@ -354,6 +363,31 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	s.event(r.Context(), pier.Event{Actor: u.Username, Action: "user.login"})
 	return pier.Session{Token: token, ExpiresAt: exp, User: *u}, nil
+}
+
+// Login throttling: the first freeLoginFailures failures in a row cost
+// nothing; after that each attempt must wait twice as long as the one
+// before since the last failure, up to maxLoginDelay. A correct password
+// resets the count. Delays, not lock-outs: a guesser cannot lock a user out
+// for longer than maxLoginDelay.
+const (
+	freeLoginFailures = 5
+	maxLoginDelay     = 15 * time.Minute
+)
+
+func (s *Server) loginThrottle(ctx context.Context, username string) error {
+	n, last, err := s.store.LoginFailures(ctx, username)
+	if err != nil || n < freeLoginFailures {
+		return err
+	}
+	delay := maxLoginDelay
+	if shift := n - freeLoginFailures; shift < 20 {
+		delay = min(time.Second<<shift, maxLoginDelay)
+	}
+	if wait := last.Add(delay).Sub(s.now()); wait > 0 {
+		return pier.Errorf(pier.ETOOMANY, "too many failed logins as %s: try again in %s", username, wait.Round(time.Second)+time.Second)
+	}
+	return nil
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -111,3 +111,29 @@ func TestAuthorizationHeaderScheme(t *testing.T) {
 		t.Errorf("lower-case scheme: status %d, want 200", c)
 	}
 }
+
+// TestLoginThrottle: after five wrong passwords in a row, logins as that
+// user must wait, on every controller of the database; a later success
+// resets the count.
+func TestLoginThrottle(t *testing.T) {
+	e := newEnv(t)
+	for i := 0; i < 5; i++ {
+		e.apiError("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "guess " + strconv.Itoa(i)}, 401, pier.EUNAUTHORIZED, "wrong")
+	}
+	// Even the right password waits now, so guessing gains nothing.
+	e.apiError("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "alice's password"}, 429, pier.ETOOMANY, "try again in")
+	// Unknown users are throttled alike: no way to tell who exists.
+	for i := 0; i < 6; i++ {
+		e.do("POST", "/v1/auth/login", "", map[string]string{"username": "ghost", "password": "guess " + strconv.Itoa(i)})
+	}
+	e.apiError("POST", "/v1/auth/login", "", map[string]string{"username": "ghost", "password": "guess"}, 429, pier.ETOOMANY, "try again in")
+
+	// A second controller on the same database, whose clock is past the
+	// one-second delay, lets the right password in and resets the count.
+	later := controllerAt(t, e, time.Now().Add(3*time.Second))
+	later.must("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "alice's password"}, 200, nil)
+	n, _, err := e.db.LoginFailures(context.Background(), "alice")
+	if err != nil || n != 0 {
+		t.Fatalf("failures after a good login: %d, %v", n, err)
+	}
+}

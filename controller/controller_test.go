@@ -57,6 +57,17 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// controllerAt is another controller on e's database whose clock reads now.
+func controllerAt(t *testing.T, e *env, now time.Time) *env {
+	api, err := controller.New(context.Background(), controller.Config{Store: e.db, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return &env{t: t, db: e.db, srv: srv}
+}
+
 func (e *env) login(user, pw string) string {
 	var s pier.Session
 	e.must("POST", "/v1/auth/login", "", map[string]string{"username": user, "password": pw}, 200, &s)

@@ -31,6 +31,8 @@ func statusOf(code string) int {
 		return http.StatusConflict
 	case pier.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
+	case pier.ETOOMANY:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
