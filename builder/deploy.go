@@ -1,0 +1,36 @@
+package builder
+
+import (
+	"context"
+	"io"
+)
+
+// Deployer turns a pushed commit into a running release: build, Build row,
+// release, rollout. The SSH server calls it after a push updated main (or
+// master), while it still holds the app's push lock, so deploys of one app
+// never overlap and their releases are consecutive.
+type Deployer interface {
+	// Deploy returns once the new release serves, or with an error whose
+	// pier.ErrorMessage is shown to the pusher as the reason (other errors
+	// are logged and shown as an internal error). ctx ends if the pusher
+	// disconnects or the server shuts down.
+	Deploy(ctx context.Context, req DeployRequest) error
+}
+
+// DeployRequest describes one push to deploy.
+type DeployRequest struct {
+	App    string
+	User   string // username of the pusher
+	Repo   string // the app's bare repository (see CheckoutTree)
+	Commit string // full object name of the pushed commit
+	Ref    string // "refs/heads/main" or "refs/heads/master"
+	// Log streams to the pusher's terminal (the SSH session's stderr). It
+	// is safe for concurrent writes (a build's stdout and stderr).
+	Log io.Writer
+}
+
+// DeployerFunc adapts a function to Deployer.
+type DeployerFunc func(ctx context.Context, req DeployRequest) error
+
+// Deploy calls f.
+func (f DeployerFunc) Deploy(ctx context.Context, req DeployRequest) error { return f(ctx, req) }
