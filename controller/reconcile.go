@@ -1,0 +1,185 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/pierpaas/pier"
+)
+
+// Reconciler converges a Scheduler onto the desired state in the Store:
+// each app's current release and formation. Postgres is the truth; the
+// scheduler is made to match it, never the other way round, so a restarted
+// pierd (or an empty cluster) is brought back by ConvergeAll.
+//
+// Changes to one app are applied one at a time (a per-app lock in this
+// process: the local scheduler is one host's, and the Kubernetes driver's
+// server-side apply is itself idempotent).
+type Reconciler struct {
+	store pier.Store
+	sched pier.Scheduler
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// NewReconciler returns a Reconciler of sched onto store.
+func NewReconciler(store pier.Store, sched pier.Scheduler, log *slog.Logger) *Reconciler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Reconciler{store: store, sched: sched, log: log, locks: map[string]*sync.Mutex{}}
+}
+
+func (r *Reconciler) lock(app string) func() {
+	r.mu.Lock()
+	l := r.locks[app]
+	if l == nil {
+		l = &sync.Mutex{}
+		r.locks[app] = l
+	}
+	r.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Converge applies app's current release and formation.
+func (r *Reconciler) Converge(ctx context.Context, app string) error {
+	defer r.lock(app)()
+	return r.converge(ctx, app)
+}
+
+func (r *Reconciler) converge(ctx context.Context, app string) error {
+	rel, err := r.store.CurrentRelease(ctx, app)
+	if err != nil {
+		return err
+	}
+	f, err := r.store.Formation(ctx, app)
+	if err != nil {
+		return err
+	}
+	if rel.Build == nil {
+		// Nothing to run (before the first build, or rolled back to v1):
+		// the scheduler stops whatever runs.
+		f = pier.Formation{}
+	}
+	return r.sched.Apply(ctx, pier.Deployment{App: app, Release: *rel, Formation: f})
+}
+
+// ConvergeAll converges every app; it is what pierd runs at start. One
+// app failing to converge does not stop the others; the errors are joined.
+func (r *Reconciler) ConvergeAll(ctx context.Context) error {
+	all := &pier.User{Username: "pier", Admin: true}
+	var errs []error
+	p := pier.Page{Limit: pier.PageMax}
+	for {
+		apps, next, err := r.store.ListApps(ctx, all, p)
+		if err != nil {
+			return err
+		}
+		for _, a := range apps {
+			if err := r.Converge(ctx, a.Name); err != nil {
+				r.log.ErrorContext(ctx, "converge", "app", a.Name, "err", err)
+				errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
+			}
+		}
+		if next == "" {
+			break
+		}
+		p.After = next
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d app(s) did not converge: %v", len(errs), errs)
+	}
+	return nil
+}
+
+// DeployRequest is a pushed commit to build and release.
+type DeployRequest struct {
+	App       string
+	User      string
+	Commit    string
+	SourceDir string    // the pushed tree, checked out; the build's to use
+	Log       io.Writer // streams to the pusher's terminal
+}
+
+// Deploy builds a push and releases it, so that a release exists only once
+// it serves: the build's processes are started (the scheduler keeps the old
+// ones until the new accept connections) before the release is written.
+// A build that fails, or processes that do not come up, leave the current
+// release serving and return why. If pierd dies half-way, Postgres still
+// names the old release and ConvergeAll brings that back.
+func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, req DeployRequest) (*pier.Release, error) {
+	cfg, err := r.store.Config(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	b := &pier.Build{App: req.App, Commit: req.Commit, Strategy: strategy.Name(), CreatedBy: req.User}
+	res, buildErr := strategy.Build(ctx, pier.BuildRequest{
+		App: req.App, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Log: req.Log,
+	})
+	if buildErr != nil {
+		b.Status = pier.BuildFailed
+		if err := r.store.CreateBuild(ctx, b); err != nil {
+			r.log.ErrorContext(ctx, "record failed build", "app", req.App, "err", err)
+		}
+		return nil, buildErr
+	}
+	b.Status, b.Image, b.ProcessTypes = pier.BuildSucceeded, res.Image, res.ProcessTypes
+	if err := r.store.CreateBuild(ctx, b); err != nil {
+		return nil, err
+	}
+
+	defer r.lock(req.App)()
+	cur, err := r.store.CurrentRelease(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	f, err := r.store.Formation(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	// Config is read again under the lock: a config:set that landed
+	// during the build is part of what this release runs.
+	if cfg, err = r.store.Config(ctx, req.App); err != nil {
+		return nil, err
+	}
+	next := pier.Release{App: req.App, Version: cur.Version + 1, Build: b, Config: cfg}
+	want := firstDeployFormation(f, b, cur.Build == nil)
+	fmt.Fprintf(req.Log, "-----> Starting v%d: %s\n", next.Version, want)
+	if err := r.sched.Apply(ctx, pier.Deployment{App: req.App, Release: next, Formation: want}); err != nil {
+		return nil, err
+	}
+	rel, err := r.store.Deploy(ctx, req.App, b.ID, req.User)
+	if err != nil {
+		// The new processes run but no release names them: go back to
+		// what Postgres says.
+		if cerr := r.converge(ctx, req.App); cerr != nil {
+			r.log.ErrorContext(ctx, "converge after failed release", "app", req.App, "err", cerr)
+		}
+		return nil, err
+	}
+	// Usually a no-op (same build, config and formation); it corrects the
+	// scheduler if the committed release differs from the one predicted.
+	if err := r.converge(ctx, req.App); err != nil {
+		return rel, err
+	}
+	return rel, nil
+}
+
+// firstDeployFormation is Heroku's rule, as Store.Deploy applies it: the
+// first deploy of a build with a web type scales web to 1 if it was 0.
+func firstDeployFormation(f pier.Formation, b *pier.Build, first bool) pier.Formation {
+	out := pier.Formation{}
+	for t, n := range f {
+		out[t] = n
+	}
+	if _, hasWeb := b.ProcessTypes["web"]; first && hasWeb && out["web"] == 0 {
+		out["web"] = 1
+	}
+	return out
+}
