@@ -5,14 +5,31 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short vet bench clean
+.PHONY: help build lifecycle buildpacks run test test-short vet bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/pier (the CLI) and bin/pierd (the server)
+build: lifecycle buildpacks ## build bin/pier (the CLI), bin/pierd (the server), the lifecycle and buildpacks
 	$(GOBUILD) -o $(BIN)/pier ./cmd/pier
 	$(GOBUILD) -o $(BIN)/pierd ./cmd/pierd
+
+# The CNB lifecycle, pinned in go.mod as a tool. It is one binary that picks
+# its phase from argv[0], hence the symlinks; static, so it runs anywhere.
+LIFECYCLE_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/buildpacks/lifecycle)
+LIFECYCLE_PHASES  := detector analyzer restorer builder exporter creator extender rebaser
+
+lifecycle: ## build the CNB lifecycle and launcher into bin/lifecycle/
+	@mkdir -p $(BIN)/lifecycle
+	$(GOBUILD) -ldflags "-X github.com/buildpacks/lifecycle/cmd.Version=$(LIFECYCLE_VERSION:v%=%)" \
+		-o $(BIN)/lifecycle/lifecycle github.com/buildpacks/lifecycle/cmd/lifecycle
+	$(GOBUILD) -ldflags "-X github.com/buildpacks/lifecycle/cmd.Version=$(LIFECYCLE_VERSION:v%=%)" \
+		-o $(BIN)/lifecycle/launcher github.com/buildpacks/lifecycle/cmd/launcher
+	@for p in $(LIFECYCLE_PHASES); do ln -sf lifecycle $(BIN)/lifecycle/$$p; done
+
+buildpacks: ## build Pier's buildpacks (Go, Node.js, Python, static, Procfile) into bin/buildpacks/
+	$(GOBUILD) -o $(BIN)/pier-buildpack ./buildpacks/cmd/pier-buildpack
+	$(BIN)/pier-buildpack install $(BIN)/buildpacks
 
 run: build ## start the whole platform on this machine (data in .pier/)
 	@deploy/local/run

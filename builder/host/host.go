@@ -1,0 +1,744 @@
+// Package host is the "host" build strategy: the real CNB lifecycle
+// (github.com/buildpacks/lifecycle, pinned in go.mod, built by `make
+// lifecycle`) runs its detector and builder phases directly on this
+// machine, with no container runtime, over Pier's own buildpacks (package
+// buildpacks, installed by `make buildpacks`).
+//
+// # Build store
+//
+// Every build gets a fresh, never reused directory under Config.WorkDir:
+//
+//	<WorkDir>/<app>/<build id>/app      the app's source, as built (node_modules, ...)
+//	<WorkDir>/<app>/<build id>/layers   the launch layers and config/metadata.toml
+//	<WorkDir>/<app>/<build id>/cnb      the launcher and one symlink to it per process type
+//	<WorkDir>/<app>/.cache/             cache layers kept between builds of the app
+//
+// BuildResult.Image is that build directory. Once the build is done nothing
+// changes it (when pierd runs as root it is handed back to root, so neither
+// the builds nor the app processes, which run unprivileged, can alter it):
+// releases and rollbacks can point at it for as long as it is kept.
+//
+// # Caching
+//
+// The lifecycle's analyzer and restorer phases restore cache layers from a
+// cache image or volume; on the host Pier plays their part with plain
+// renames, which cost nothing: before a build it moves the app's cached
+// layers (those whose <layer>.toml says cache = true) into the new build's
+// layers directory, and afterwards moves them back (copying the ones that
+// are also launch layers, which stay in the build). Layers that are not
+// cache layers never reach a later build, as with a restorer. Building in
+// the directory that is later launched keeps absolute paths written by the
+// tools (a Python virtualenv's scripts) valid at run time.
+//
+// # Running a process
+//
+// LaunchCommand gives what the local scheduler executes for a process type:
+//
+//	path, env := host.LaunchCommand(result.Image, "web")
+//	cmd := exec.Command(path)            // no arguments: the launcher runs the type's command
+//	cmd.Dir = filepath.Join(result.Image, "app")
+//	cmd.Env = append(env, "PORT=5000")   // plus the release's config vars
+//
+// path is <build>/cnb/process/<type>, a symlink to the CNB launcher: with
+// platform API 0.13 the launcher picks the process type from the name it is
+// invoked under. env holds CNB_PLATFORM_API, CNB_LAYERS_DIR, CNB_APP_DIR and
+// a PATH where the host's toolchains (node, python3) are found. The launcher
+// adds the layers' environment (their bin/ directories on PATH, and so on)
+// and execs the process's command in the app directory. Run it as an
+// unprivileged user when pierd is root, like the build.
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/buildpacks"
+)
+
+// PlatformAPI is the CNB platform API Pier speaks to the lifecycle and the
+// launcher.
+const PlatformAPI = "0.13"
+
+// DefaultPath is the PATH builds and launched processes get: the system's
+// directories and the usual place of the Go toolchain. It deliberately
+// leaves out the server's own PATH, whose entries (under a root-only home,
+// say) an unprivileged build could not use.
+const DefaultPath = "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultTimeout bounds a build when Config.Timeout is zero.
+const DefaultTimeout = 15 * time.Minute
+
+// Nobody is the uid and gid builds run as when pierd runs as root.
+const Nobody = 65534
+
+// Config configures the host strategy.
+type Config struct {
+	// LifecycleDir holds the lifecycle and launcher binaries (bin/lifecycle).
+	LifecycleDir string
+	// BuildpacksDir holds the buildpacks and order.toml, as written by
+	// `pier-buildpack install` (bin/buildpacks).
+	BuildpacksDir string
+	// WorkDir is the build store root, under the data dir. Its parents
+	// must be traversable by the build user.
+	WorkDir string
+	// Timeout bounds a whole build (DefaultTimeout when zero).
+	Timeout time.Duration
+	Logger  *slog.Logger
+	// UID and GID run builds when pierd is root (Nobody when zero).
+	UID, GID int
+	// BuildUser, when set, chooses the uid and gid of each app's builds
+	// instead (pierd as root gives each app its own, so that one app's
+	// build cannot read or poison another's cache).
+	BuildUser func(app string) (uid, gid int)
+	// Path is the build's PATH (DefaultPath when empty).
+	Path string
+}
+
+// Strategy is the host build strategy.
+type Strategy struct {
+	cfg      Config
+	root     bool   // running as root: builds switch to cfg.UID/GID
+	stage    string // lifecycle and buildpacks, copied where the build user can read them
+	mu       sync.Mutex
+	appLocks map[string]*sync.Mutex
+}
+
+var _ pier.BuildStrategy = (*Strategy)(nil)
+
+// New checks the configuration and stages the lifecycle and buildpacks into
+// WorkDir/.cnb: the operator's copies may live where the unprivileged build
+// user cannot reach (a checkout under /root), and a `make` rebuilding them
+// must not change a build that is running.
+func New(cfg Config) (*Strategy, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UID == 0 {
+		cfg.UID = Nobody
+	}
+	if cfg.GID == 0 {
+		cfg.GID = Nobody
+	}
+	if cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	for _, f := range []string{
+		filepath.Join(cfg.LifecycleDir, "lifecycle"),
+		filepath.Join(cfg.LifecycleDir, "launcher"),
+		filepath.Join(cfg.BuildpacksDir, "order.toml"),
+	} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("host builds: %v (run `make lifecycle buildpacks`)", err)
+		}
+	}
+	if cfg.WorkDir == "" {
+		return nil, errors.New("host builds: no WorkDir")
+	}
+	s := &Strategy{cfg: cfg, root: os.Geteuid() == 0, appLocks: map[string]*sync.Mutex{}}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	var suffix [4]byte
+	rand.Read(suffix[:])
+	s.stage = filepath.Join(cfg.WorkDir, ".cnb", hex.EncodeToString(suffix[:]))
+	tmp := s.stage + ".tmp"
+	if err := copyTree(cfg.LifecycleDir, filepath.Join(tmp, "lifecycle"), nil); err != nil {
+		return nil, fmt.Errorf("staging the lifecycle: %w", err)
+	}
+	if err := copyTree(cfg.BuildpacksDir, filepath.Join(tmp, "buildpacks"), nil); err != nil {
+		return nil, fmt.Errorf("staging the buildpacks: %w", err)
+	}
+	if err := os.Rename(tmp, s.stage); err != nil {
+		return nil, err
+	}
+	// Older stages belong to earlier runs of pierd; a build of theirs that
+	// still runs keeps its open files.
+	old, _ := filepath.Glob(filepath.Join(cfg.WorkDir, ".cnb", "*"))
+	for _, o := range old {
+		if o != s.stage {
+			os.RemoveAll(o)
+		}
+	}
+	return s, nil
+}
+
+// Name is "host".
+func (s *Strategy) Name() string { return "host" }
+
+// WorkDir is the build store root.
+func (s *Strategy) WorkDir() string { return s.cfg.WorkDir }
+
+// Close removes the staged lifecycle and buildpacks.
+func (s *Strategy) Close() error { return os.RemoveAll(s.stage) }
+
+func (s *Strategy) lock(app string) func() {
+	s.mu.Lock()
+	l := s.appLocks[app]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.appLocks[app] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Build runs detection and the build of req's source, and stores the
+// result under WorkDir/<app>/<build id>.
+func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
+	if err := pier.ValidateAppName(req.App); err != nil {
+		return nil, err
+	}
+	for k := range req.Config {
+		// Keys become file names in the platform env dir.
+		if !envName.MatchString(k) {
+			return nil, pier.Errorf(pier.EINVALID, "config var %q is not a valid environment variable name", k)
+		}
+	}
+	log := req.Log
+	if log == nil {
+		log = io.Discard
+	}
+	// Builds of one app share its cache: one at a time. (The SSH builder
+	// already serializes pushes per app; this also covers other callers.)
+	defer s.lock(req.App)()
+
+	var suffix [3]byte
+	rand.Read(suffix[:])
+	id := time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(suffix[:])
+	appRoot := filepath.Join(s.cfg.WorkDir, req.App)
+	out := filepath.Join(appRoot, id)
+	cache := filepath.Join(appRoot, ".cache")
+	tmp := filepath.Join(appRoot, ".tmp-"+id)
+	// tmp holds the platform env dir, that is the config values: it goes
+	// whatever happens.
+	defer os.RemoveAll(tmp)
+	ok := false
+	defer func() {
+		if !ok {
+			removeAll(out)
+		}
+	}()
+
+	for _, d := range []string{filepath.Join(out, "app"), filepath.Join(out, "layers"), cache,
+		filepath.Join(tmp, "platform", "env"), filepath.Join(tmp, "home"), filepath.Join(tmp, "tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Chmod(appRoot, 0o755); err != nil {
+		return nil, err
+	}
+	if err := copyTree(req.SourceDir, filepath.Join(out, "app"), func(rel string) bool { return rel == ".git" }); err != nil {
+		return nil, fmt.Errorf("copying the source: %w", err)
+	}
+	// Config values go to files, never to argv or a shell: the lifecycle
+	// hands them to the buildpacks as environment variables.
+	for k, v := range req.Config {
+		if err := os.WriteFile(filepath.Join(tmp, "platform", "env", k), []byte(v), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	layers := filepath.Join(out, "layers")
+	if err := restoreCache(cache, layers); err != nil {
+		return nil, fmt.Errorf("restoring the build cache: %w", err)
+	}
+	// From here on a failed build must still give the cache back.
+	saved := false
+	defer func() {
+		if !saved {
+			if err := saveCache(layers, cache); err != nil {
+				s.cfg.Logger.Warn("keeping the build cache", "app", req.App, "err", err)
+			}
+		}
+	}()
+	uid, gid := s.cfg.UID, s.cfg.GID
+	if s.cfg.BuildUser != nil {
+		uid, gid = s.cfg.BuildUser(req.App)
+	}
+	if s.root {
+		if uid == 0 || gid == 0 {
+			return nil, fmt.Errorf("host builds: refusing to build %s as root", req.App)
+		}
+		for _, d := range []string{out, tmp, cache} {
+			if err := chownTree(d, uid, gid); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The cache is the build user's alone: builds of other apps must not
+	// read it (it may hold private modules) nor change it.
+	if err := os.Chmod(cache, 0o700); err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, errTimeout)
+	defer cancel()
+	start := time.Now()
+	bps := filepath.Join(s.stage, "buildpacks")
+	group := filepath.Join(tmp, "group.toml")
+	plan := filepath.Join(tmp, "plan.toml")
+	// No analyzer runs (there is no previous image to analyze), so the
+	// builder gets an empty analyzed.toml instead of warning about its
+	// absence.
+	analyzed := filepath.Join(tmp, "analyzed.toml")
+	if err := os.WriteFile(analyzed, nil, 0o644); err != nil {
+		return nil, err
+	}
+	var detectOut bytes.Buffer
+	err := s.phase(ctx, uid, gid, tmp, "detector", &detectOut,
+		"-app", filepath.Join(out, "app"), "-buildpacks", bps, "-layers", layers,
+		"-order", filepath.Join(bps, "order.toml"), "-platform", filepath.Join(tmp, "platform"),
+		"-group", group, "-plan", plan, "-no-color", "-log-level", "warn")
+	if err != nil {
+		if e := s.timedOut(ctx, log); e != nil {
+			return nil, e
+		}
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 20 { // the lifecycle's "failed detect"
+			fmt.Fprintf(log, " !     No buildpack detected for this app.\n !     Pier recognises: %s.\n",
+				buildpacks.Recognised)
+			return nil, pier.Errorf(pier.EINVALID, "no buildpack detected: Pier recognises %s", buildpacks.Recognised)
+		}
+		log.Write(detectOut.Bytes())
+		return nil, pier.Errorf(pier.EINVALID, "buildpack detection failed: %v", err)
+	}
+	if ids := groupIDs(group); len(ids) > 0 {
+		fmt.Fprintf(log, "-----> Buildpacks: %s\n", strings.Join(ids, ", "))
+	}
+	reason := &reasonWriter{w: log}
+	err = s.phase(ctx, uid, gid, tmp, "builder", reason,
+		"-app", filepath.Join(out, "app"), "-buildpacks", bps, "-layers", layers,
+		"-group", group, "-plan", plan, "-platform", filepath.Join(tmp, "platform"),
+		"-analyzed", analyzed, "-no-color", "-log-level", "warn")
+	if err != nil {
+		if e := s.timedOut(ctx, log); e != nil {
+			return nil, e
+		}
+		if r := reason.reason(); r != "" {
+			return nil, pier.Errorf(pier.EINVALID, "build failed: %s", r)
+		}
+		return nil, pier.Errorf(pier.EINVALID, "build failed (%v); the build log says why", err)
+	}
+	saved = true
+	if err := saveCache(layers, cache); err != nil {
+		return nil, fmt.Errorf("saving the build cache: %w", err)
+	}
+	procs, err := processTypes(filepath.Join(layers, "config", "metadata.toml"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the launch metadata: %w", err)
+	}
+	if err := s.installLauncher(out, procs); err != nil {
+		return nil, err
+	}
+	if s.root {
+		// Immutable from now on: builds and apps run unprivileged.
+		if err := chownTree(out, 0, 0); err != nil {
+			return nil, err
+		}
+	}
+	types := make([]string, 0, len(procs))
+	for t := range procs {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	fmt.Fprintf(log, "-----> Build done in %.1fs; process types: %s\n", time.Since(start).Seconds(), strings.Join(types, ", "))
+	ok = true
+	s.cfg.Logger.Info("build done", "app", req.App, "build", id, "took", time.Since(start))
+	return &pier.BuildResult{Image: out, ProcessTypes: procs}, nil
+}
+
+var errTimeout = errors.New("build timeout")
+
+// timedOut says so, in the log and as the build's error, when the build's
+// own timeout (not the caller's context) ended it.
+func (s *Strategy) timedOut(ctx context.Context, log io.Writer) error {
+	if context.Cause(ctx) != errTimeout {
+		return nil
+	}
+	err := pier.Errorf(pier.EINVALID, "build timed out after %s (the platform's build timeout)", s.cfg.Timeout)
+	fmt.Fprintf(log, " !     %s\n", err.Message)
+	return err
+}
+
+// phase runs one lifecycle phase. The lifecycle is one binary that picks
+// the phase from argv[0]; arguments go in a vector, never through a shell.
+func (s *Strategy) phase(ctx context.Context, uid, gid int, tmp, name string, out io.Writer, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.stage, "lifecycle", "lifecycle"), args...)
+	cmd.Args[0] = name
+	cmd.Dir = tmp
+	cmd.Env = s.buildEnv(tmp)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if s.root {
+		// The lifecycle refuses to run as root, and builds must not.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	// On timeout or cancel, kill the whole process group: the buildpacks'
+	// children (go build, npm) must not outlive the build.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // stragglers of a finished phase
+	}
+	return err
+}
+
+// reasonWriter passes a build log through and remembers the last error a
+// Pier buildpack reported (" !     ..."), to give the failed build's error
+// a reason. Pier's buildpacks never put config values in those lines.
+type reasonWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	line []byte
+	last string
+}
+
+func (r *reasonWriter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	for _, c := range p {
+		if c != '\n' {
+			if len(r.line) < 1024 {
+				r.line = append(r.line, c)
+			}
+			continue
+		}
+		if s, ok := strings.CutPrefix(string(r.line), " !     "); ok {
+			r.last = strings.TrimSpace(s)
+		}
+		r.line = r.line[:0]
+	}
+	r.mu.Unlock()
+	return r.w.Write(p)
+}
+
+func (r *reasonWriter) reason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// passedEnv are variables of the server's environment that builds inherit:
+// how to reach the network and the package proxies, nothing else.
+var passedEnv = []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+	"GOPROXY", "GONOSUMDB", "GOPRIVATE", "GOSUMDB", "GOINSECURE", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+func (s *Strategy) buildEnv(tmp string) []string {
+	env := []string{
+		"CNB_PLATFORM_API=" + PlatformAPI,
+		"PATH=" + s.cfg.Path,
+		"HOME=" + filepath.Join(tmp, "home"),
+		"TMPDIR=" + filepath.Join(tmp, "tmp"),
+		"LANG=C.UTF-8",
+	}
+	for _, k := range passedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func groupIDs(path string) []string {
+	var g struct {
+		Group []struct {
+			ID string `toml:"id"`
+		} `toml:"group"`
+	}
+	if _, err := toml.DecodeFile(path, &g); err != nil {
+		return nil
+	}
+	var ids []string
+	for _, b := range g.Group {
+		ids = append(ids, b.ID)
+	}
+	return ids
+}
+
+// processTypes reads the process types the lifecycle recorded.
+func processTypes(metadata string) (map[string]string, error) {
+	var md struct {
+		Processes []struct {
+			Type    string   `toml:"type"`
+			Command []string `toml:"command"`
+			Args    []string `toml:"args"`
+		} `toml:"processes"`
+	}
+	if _, err := toml.DecodeFile(metadata, &md); err != nil {
+		return nil, err
+	}
+	procs := map[string]string{}
+	for _, p := range md.Processes {
+		all := append(append([]string{}, p.Command...), p.Args...)
+		if len(all) == 3 && all[0] == "bash" && all[1] == "-c" {
+			procs[p.Type] = all[2] // a Procfile line, shown as written
+		} else {
+			procs[p.Type] = strings.Join(all, " ")
+		}
+	}
+	return procs, nil
+}
+
+var processType = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// installLauncher puts the launcher in the build, so that a build runs
+// as long as it is kept, whatever lifecycle the platform has by then.
+func (s *Strategy) installLauncher(out string, procs map[string]string) error {
+	dir := filepath.Join(out, "cnb", "process")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(s.stage, "lifecycle", "launcher"), filepath.Join(out, "cnb", "lifecycle", "launcher")); err != nil {
+		return err
+	}
+	for t := range procs {
+		if !processType.MatchString(t) {
+			continue // the lifecycle refuses such names; never a path
+		}
+		if err := os.Symlink(filepath.Join("..", "lifecycle", "launcher"), filepath.Join(dir, t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LaunchCommand says how to run a process type of a build made by this
+// strategy: exec path (no arguments) with env plus PORT and the release's
+// config vars, in dir/app. env's PATH is DefaultPath; Strategy.LaunchCommand
+// gives the configured one. See the package comment.
+func LaunchCommand(dir, processType string) (path string, env []string) {
+	return launchCommand(dir, processType, DefaultPath)
+}
+
+// LaunchCommand is the package's LaunchCommand with the PATH builds had.
+func (s *Strategy) LaunchCommand(dir, processType string) (path string, env []string) {
+	return launchCommand(dir, processType, s.cfg.Path)
+}
+
+func launchCommand(dir, processType, path string) (string, []string) {
+	return filepath.Join(dir, "cnb", "process", processType), []string{
+		"CNB_PLATFORM_API=" + PlatformAPI,
+		"CNB_LAYERS_DIR=" + filepath.Join(dir, "layers"),
+		"CNB_APP_DIR=" + filepath.Join(dir, "app"),
+		"PATH=" + path,
+	}
+}
+
+// ---- cache layers ----
+
+type layerTypes struct {
+	Types struct {
+		Cache  bool `toml:"cache"`
+		Launch bool `toml:"launch"`
+	} `toml:"types"`
+}
+
+func readLayerTypes(tomlPath string) (cache, launch bool) {
+	var lt layerTypes
+	if _, err := toml.DecodeFile(tomlPath, &lt); err != nil {
+		return false, false
+	}
+	return lt.Types.Cache, lt.Types.Launch
+}
+
+// restoreCache moves the cached layers of each buildpack into the build's
+// layers dir, as the lifecycle's restorer would restore them.
+func restoreCache(cache, layers string) error {
+	bps, err := os.ReadDir(cache)
+	if err != nil {
+		return err
+	}
+	for _, bp := range bps {
+		if !bp.IsDir() {
+			continue
+		}
+		src, dst := filepath.Join(cache, bp.Name()), filepath.Join(layers, bp.Name())
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// saveCache puts the layers marked cache = true (and each buildpack's
+// store.toml) back into the app's cache: moved when only cached, copied
+// when the build also launches them.
+func saveCache(layers, cache string) error {
+	if err := removeAll(cache); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		return err
+	}
+	bps, err := os.ReadDir(layers)
+	if err != nil {
+		return err
+	}
+	for _, bp := range bps {
+		if !bp.IsDir() || bp.Name() == "config" || bp.Name() == "sbom" {
+			continue
+		}
+		src, dst := filepath.Join(layers, bp.Name()), filepath.Join(cache, bp.Name())
+		tomls, _ := filepath.Glob(filepath.Join(src, "*.toml"))
+		for _, t := range tomls {
+			name := strings.TrimSuffix(filepath.Base(t), ".toml")
+			if name == "store" {
+				if err := os.MkdirAll(dst, 0o755); err != nil {
+					return err
+				}
+				if err := copyFile(t, filepath.Join(dst, "store.toml")); err != nil {
+					return err
+				}
+				continue
+			}
+			cached, launched := readLayerTypes(t)
+			if !cached {
+				continue
+			}
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+			layerDir := filepath.Join(src, name)
+			move := os.Rename
+			if launched {
+				move = func(a, b string) error { return copyTree(a, b, nil) }
+				if err := copyFile(t, filepath.Join(dst, name+".toml")); err != nil {
+					return err
+				}
+			} else if err := os.Rename(t, filepath.Join(dst, name+".toml")); err != nil {
+				return err
+			}
+			if _, err := os.Lstat(layerDir); err == nil {
+				if err := move(layerDir, filepath.Join(dst, name)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ---- files ----
+
+// copyTree copies a directory tree (files, dirs, symlinks as symlinks),
+// skipping the relative paths skip says so about.
+func copyTree(src, dst string, skip func(rel string) bool) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if skip != nil && rel != "." && skip(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.Type().IsRegular():
+			return copyFileMode(p, target, info.Mode().Perm())
+		default:
+			return nil // sockets, devices, pipes: not part of an app
+		}
+	})
+}
+
+func copyFile(src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return copyFileMode(src, dst, fi.Mode().Perm())
+}
+
+func copyFileMode(src, dst string, mode fs.FileMode) error {
+	// Never follow a symlink: the files copied after a build were written
+	// by the unprivileged build, and pierd may be root.
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+// removeAll is os.RemoveAll that first makes directories writable (Go's
+// module cache is read-only on disk).
+func removeAll(dir string) error {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
