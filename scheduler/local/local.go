@@ -1,0 +1,693 @@
+// Package local is Pier's embedded scheduler: it runs every process of every
+// app as a supervised OS process on this host. It is single-tenant by design
+// (apps share the host's network and kernel); when pierd runs as root each
+// app still gets its own uid/gid and directories.
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pierpaas/pier"
+)
+
+// LaunchFunc builds the command of one process of a deployment. The
+// scheduler adds PORT and the release's config to its environment, and sets
+// its process attributes (group, credentials, death signal) and output.
+// When cmd.Env is nil the process gets a minimal environment, never pierd's.
+type LaunchFunc func(d pier.Deployment, processType string) (*exec.Cmd, error)
+
+// RunFunc builds the command of a one-off process (`pier run`).
+type RunFunc func(d pier.Deployment, command []string) (*exec.Cmd, error)
+
+// Config configures a Scheduler. Zero durations take their defaults.
+type Config struct {
+	DataDir    string // logs/ and run/ (working dirs) are kept here
+	Launch     LaunchFunc
+	RunCommand RunFunc // nil: run the command as given, without a shell
+	Logger     *slog.Logger
+
+	StartTimeout time.Duration // a web process must accept connections within this (60s)
+	StopGrace    time.Duration // SIGTERM, then SIGKILL after this (10s)
+	UpAfter      time.Duration // a non-web process running this long is up (1s)
+
+	RestartBackoff    time.Duration // delay before the first restart of a crashed process (1s)
+	MaxRestartBackoff time.Duration // the delay doubles up to this (1m)
+
+	PortRange [2]int // loopback ports for processes, inclusive; zero: any free port
+
+	// Credential chooses the uid/gid of an app's processes. nil: when pierd
+	// runs as root, AppUID(app); otherwise pierd's own.
+	Credential func(app string) *syscall.Credential
+}
+
+// Per-app uids live in a range that no distribution hands out to users, so
+// that an app never shares a uid with a person or a system service.
+const (
+	UIDBase = 100000
+	UIDSpan = 1 << 16
+)
+
+// AppUID is the uid (and gid) of an app's processes when pierd is root:
+// stable across restarts of pierd, derived from the name alone. Two app names
+// can hash to one uid (about 1 in 65536 per pair); the embedded scheduler is
+// single-tenant, so that weakens isolation between one's own apps only.
+func AppUID(app string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(app))
+	return UIDBase + h.Sum32()%UIDSpan
+}
+
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+// Scheduler runs processes on this host. It implements pier.Scheduler.
+type Scheduler struct {
+	cfg    Config
+	log    *slog.Logger
+	ports  *ports
+	spawnc chan spawnReq
+
+	notifyMu sync.Mutex // serializes subscriber calls so the last one sees the latest state
+	subMu    sync.Mutex
+	subs     map[int]func()
+	subSeq   int
+
+	mu     sync.Mutex // guards everything below and the mutable fields of apps and procs
+	apps   map[string]*appState
+	runs   map[*exec.Cmd]struct{}
+	seq    int
+	closed bool
+}
+
+type appState struct {
+	name     string
+	op       sync.Mutex // one Apply, Restart or Destroy of this app at a time
+	logs     *appLog
+	gen      *generation        // what serves; nil before the first Apply
+	pending  map[*proc]struct{} // booting, not yet committed
+	stopping map[*proc]struct{} // draining after replacement or scale-down
+	runSeq   int
+}
+
+// generation is one deployment's set of processes. A new release or config
+// replaces the generation; scaling changes it in place.
+type generation struct {
+	fp    string
+	dep   pier.Deployment
+	procs map[string][]*proc // type → processes, index order
+}
+
+var _ pier.Scheduler = (*Scheduler)(nil)
+
+// New returns a scheduler; it starts nothing until Apply.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("local scheduler: DataDir is required")
+	}
+	if cfg.Launch == nil {
+		return nil, errors.New("local scheduler: Launch is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.StartTimeout, 60*time.Second)
+	def(&cfg.StopGrace, 10*time.Second)
+	def(&cfg.UpAfter, time.Second)
+	def(&cfg.RestartBackoff, time.Second)
+	def(&cfg.MaxRestartBackoff, time.Minute)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Credential == nil {
+		cfg.Credential = defaultCredential
+	}
+	if r := cfg.PortRange; r != [2]int{} && (r[0] < 1 || r[1] > 65535 || r[0] > r[1]) {
+		return nil, fmt.Errorf("local scheduler: port range %d-%d is invalid", r[0], r[1])
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o700); err != nil {
+		return nil, fmt.Errorf("local scheduler: %w", err)
+	}
+	// run/ holds per-app directories owned by each app's uid: it must be
+	// traversable by them, but not listable.
+	run := filepath.Join(cfg.DataDir, "run")
+	if err := os.MkdirAll(run, 0o711); err != nil {
+		return nil, fmt.Errorf("local scheduler: %w", err)
+	}
+	if err := os.Chmod(run, 0o711); err != nil {
+		return nil, fmt.Errorf("local scheduler: %w", err)
+	}
+	s := &Scheduler{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		ports:  newPorts(cfg.PortRange),
+		spawnc: make(chan spawnReq),
+		subs:   map[int]func(){},
+		apps:   map[string]*appState{},
+		runs:   map[*exec.Cmd]struct{}{},
+	}
+	go s.spawner()
+	return s, nil
+}
+
+func defaultCredential(app string) *syscall.Credential {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	id := AppUID(app)
+	// An empty Groups drops root's supplementary groups.
+	return &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// spawner starts every process from one goroutine locked to its OS thread:
+// the kernel sends Pdeathsig when the forking *thread* exits, and the Go
+// runtime may retire an ordinary thread while pierd lives on.
+func (s *Scheduler) spawner() {
+	runtime.LockOSThread()
+	for r := range s.spawnc {
+		r.err <- r.cmd.Start()
+	}
+}
+
+func (s *Scheduler) start(cmd *exec.Cmd) error {
+	r := spawnReq{cmd: cmd, err: make(chan error, 1)}
+	s.spawnc <- r
+	return <-r.err
+}
+
+// Subscribe calls fn whenever the ready web addresses of any app change, from
+// the goroutine that changed them, never concurrently with itself. fn should
+// be quick; it may call Routes or Backends. The returned func unsubscribes.
+func (s *Scheduler) Subscribe(fn func()) (cancel func()) {
+	s.subMu.Lock()
+	s.subSeq++
+	id := s.subSeq
+	s.subs[id] = fn
+	s.subMu.Unlock()
+	return func() {
+		s.subMu.Lock()
+		delete(s.subs, id)
+		s.subMu.Unlock()
+	}
+}
+
+func (s *Scheduler) notify() {
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	s.subMu.Lock()
+	fns := make([]func(), 0, len(s.subs))
+	for _, fn := range s.subs {
+		fns = append(fns, fn)
+	}
+	s.subMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// Backends returns the host:port of every ready web process of app.
+func (s *Scheduler) Backends(app string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backendsLocked(s.apps[app])
+}
+
+func (s *Scheduler) backendsLocked(a *appState) []string {
+	if a == nil || a.gen == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range a.gen.procs["web"] {
+		if p.ready && p.routed {
+			out = append(out, p.addr)
+		}
+	}
+	return out
+}
+
+// Routes returns every app this scheduler has deployed and its ready web
+// addresses (an empty list: the app exists but nothing serves).
+func (s *Scheduler) Routes() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]string, len(s.apps))
+	for name, a := range s.apps {
+		if a.gen != nil {
+			out[name] = s.backendsLocked(a)
+		}
+	}
+	return out
+}
+
+func (s *Scheduler) appFor(name string) (*appState, error) {
+	if err := pier.ValidateAppName(name); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, pier.Errorf(pier.ECONFLICT, "the scheduler is shutting down")
+	}
+	a := s.apps[name]
+	if a == nil {
+		a = &appState{
+			name:     name,
+			logs:     newAppLog(filepath.Join(s.cfg.DataDir, "logs"), name, s.log),
+			pending:  map[*proc]struct{}{},
+			stopping: map[*proc]struct{}{},
+		}
+		s.apps[name] = a
+	}
+	return a, nil
+}
+
+// platform writes a line from Pier itself into the app's log.
+func (a *appState) platform(format string, args ...any) {
+	a.logs.write("pier", fmt.Sprintf(format, args...))
+}
+
+// fingerprint identifies what a process runs: a different release, build or
+// config means new processes; a different formation does not.
+func fingerprint(d pier.Deployment) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00v%d\x00", d.App, d.Release.Version)
+	if b := d.Release.Build; b != nil {
+		fmt.Fprintf(h, "%d\x00%s\x00", b.ID, b.Image)
+		for _, t := range sortedKeys(b.ProcessTypes) {
+			fmt.Fprintf(h, "%s=%s\x00", t, b.ProcessTypes[t])
+		}
+	}
+	h.Write([]byte{1})
+	for _, k := range sortedKeys(d.Release.Config) {
+		fmt.Fprintf(h, "%s=%s\x00", k, d.Release.Config[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Apply converges the app onto d. See pier.Scheduler.
+func (s *Scheduler) Apply(ctx context.Context, d pier.Deployment) error {
+	for t, n := range d.Formation {
+		if err := pier.ValidateProcessType(t); err != nil {
+			return err
+		}
+		if n < 0 || n > pier.ScaleMax {
+			return pier.Errorf(pier.EINVALID, "cannot scale %s to %d: use 0 to %d", t, n, pier.ScaleMax)
+		}
+	}
+	a, err := s.appFor(d.App)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+
+	fp := fingerprint(d)
+	var start, stop []*proc
+	s.mu.Lock()
+	cur := a.gen
+	same := cur != nil && cur.fp == fp
+	if same {
+		for _, t := range sortedKeys(d.Formation) {
+			for i := len(cur.procs[t]) + 1; i <= d.Formation[t]; i++ {
+				start = append(start, s.newProcLocked(a, d, t, i))
+			}
+		}
+		for t, ps := range cur.procs {
+			if want := d.Formation[t]; len(ps) > want {
+				stop = append(stop, ps[want:]...)
+			}
+		}
+	} else {
+		for _, t := range sortedKeys(d.Formation) {
+			for i := 1; i <= d.Formation[t]; i++ {
+				start = append(start, s.newProcLocked(a, d, t, i))
+			}
+		}
+		if cur != nil {
+			for _, ps := range cur.procs {
+				stop = append(stop, ps...)
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	if err := s.boot(ctx, a, d, start); err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	next := cur
+	if !same {
+		next = &generation{fp: fp, procs: map[string][]*proc{}}
+		a.gen = next
+	}
+	next.dep = d
+	for t, ps := range next.procs {
+		if want := d.Formation[t]; len(ps) > want {
+			next.procs[t] = ps[:want]
+		}
+		if len(next.procs[t]) == 0 {
+			delete(next.procs, t)
+		}
+	}
+	s.commitLocked(a, next, start, stop)
+	s.mu.Unlock()
+	s.finish(a, start, stop)
+	return nil
+}
+
+// commitLocked makes the booted processes serve and takes the replaced ones
+// out of the routes, in one step under the lock, so the router never sees an
+// app with neither.
+func (s *Scheduler) commitLocked(a *appState, g *generation, start, stop []*proc) {
+	for _, p := range start {
+		delete(a.pending, p)
+		p.boot = false
+		p.routed = true
+		g.procs[p.typ] = append(g.procs[p.typ], p)
+	}
+	for _, p := range stop {
+		p.routed = false
+		p.state = pier.ProcessStopping
+		a.stopping[p] = struct{}{}
+	}
+}
+
+// finish tells the router, then stops the replaced processes. Stopping runs
+// in the background: the release already serves, and a process ignoring
+// SIGTERM must not hold a deploy for StopGrace.
+func (s *Scheduler) finish(a *appState, start, stop []*proc) {
+	if len(start) > 0 || len(stop) > 0 {
+		s.notify()
+	}
+	for _, p := range stop {
+		p.stop()
+		go func() {
+			<-p.done
+			s.mu.Lock()
+			delete(a.stopping, p)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// boot starts procs and waits until every one is up. If one is not, it stops
+// them all and says why.
+func (s *Scheduler) boot(ctx context.Context, a *appState, d pier.Deployment, procs []*proc) error {
+	if len(procs) == 0 {
+		return nil
+	}
+	for _, p := range procs {
+		go s.supervise(p)
+	}
+	var failed *proc
+	var ctxErr error
+wait:
+	for _, p := range procs {
+		select {
+		case <-p.readyc:
+		case <-p.exitc:
+			failed = p
+			break wait
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+			break wait
+		}
+	}
+	if failed == nil && ctxErr == nil {
+		// A process may have crashed after it came up, while others booted.
+		s.mu.Lock()
+		for _, p := range procs {
+			if !p.ready {
+				failed = p
+				break
+			}
+		}
+		s.mu.Unlock()
+	}
+	if failed == nil && ctxErr == nil {
+		return nil
+	}
+	for _, p := range procs {
+		p.stop()
+	}
+	for _, p := range procs {
+		<-p.done
+	}
+	s.mu.Lock()
+	for _, p := range procs {
+		delete(a.pending, p)
+	}
+	keep := "nothing was running before"
+	if a.gen != nil && len(a.gen.procs) > 0 {
+		keep = fmt.Sprintf("v%d keeps running", a.gen.dep.Release.Version)
+	}
+	s.mu.Unlock()
+	if ctxErr != nil {
+		a.platform("Deploy of v%d abandoned: %v", d.Release.Version, ctxErr)
+		return fmt.Errorf("deploy of v%d abandoned (%s): %w", d.Release.Version, keep, ctxErr)
+	}
+	s.mu.Lock()
+	why := failed.failure
+	s.mu.Unlock()
+	if strings.HasPrefix(why, "exit") || strings.HasPrefix(why, "killed") {
+		why = "crashed on boot: " + why
+	}
+	msg := fmt.Sprintf("v%d did not come up: %s %s; %s", d.Release.Version, failed.name(), why, keep)
+	if out := failed.tail.String(); out != "" {
+		msg += "\nlast output of " + failed.name() + ":\n  " + strings.ReplaceAll(out, "\n", "\n  ")
+	}
+	a.platform("v%d did not come up: %s %s; %s", d.Release.Version, failed.name(), why, keep)
+	return pier.Errorf(pier.EINVALID, "%s", msg)
+}
+
+// Restart replaces the processes of one type ("" for all) with fresh ones,
+// with the same zero-downtime steps as a deploy.
+func (s *Scheduler) Restart(ctx context.Context, app, processType string) error {
+	a, err := s.appFor(app)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	s.mu.Lock()
+	g := a.gen
+	if g == nil || len(g.procs) == 0 {
+		s.mu.Unlock()
+		return pier.Errorf(pier.ENOTFOUND, "app %s has no processes to restart", app)
+	}
+	if processType != "" && len(g.procs[processType]) == 0 {
+		types := sortedKeys(g.procs)
+		s.mu.Unlock()
+		return pier.Errorf(pier.ENOTFOUND, "app %s has no %s processes: it runs %s", app, processType, strings.Join(types, ", "))
+	}
+	var start, stop []*proc
+	for _, t := range sortedKeys(g.procs) {
+		if processType != "" && t != processType {
+			continue
+		}
+		for _, old := range g.procs[t] {
+			start = append(start, s.newProcLocked(a, g.dep, t, old.index))
+			stop = append(stop, old)
+		}
+	}
+	s.mu.Unlock()
+	a.platform("Restarting %s", strings.Join(procNames(stop), ", "))
+	if err := s.boot(ctx, a, g.dep, start); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, p := range stop {
+		g.procs[p.typ] = nil
+	}
+	s.commitLocked(a, g, start, stop)
+	s.mu.Unlock()
+	s.finish(a, start, stop)
+	return nil
+}
+
+func procNames(ps []*proc) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.name()
+	}
+	return out
+}
+
+// Processes lists the app's processes: serving, booting and draining.
+func (s *Scheduler) Processes(ctx context.Context, app string) ([]pier.Process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[app]
+	if a == nil {
+		return []pier.Process{}, nil
+	}
+	var all []*proc
+	if a.gen != nil {
+		for _, ps := range a.gen.procs {
+			all = append(all, ps...)
+		}
+	}
+	for p := range a.pending {
+		all = append(all, p)
+	}
+	for p := range a.stopping {
+		all = append(all, p)
+	}
+	out := make([]pier.Process, 0, len(all))
+	for _, p := range all {
+		pp := pier.Process{App: app, Type: p.typ, Index: p.index, Release: p.release, State: p.state, StartedAt: p.startedAt, Restarts: p.restarts}
+		if p.ready && p.routed && p.typ == "web" {
+			pp.Addr = p.addr
+		}
+		out = append(out, pp)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Type != y.Type {
+			return x.Type < y.Type
+		}
+		if x.Index != y.Index {
+			return x.Index < y.Index
+		}
+		return x.Release < y.Release
+	})
+	return out, nil
+}
+
+// Logs reads the app's log. See pier.Scheduler.
+func (s *Scheduler) Logs(ctx context.Context, app string, opts pier.LogOptions, fn func(pier.LogLine) error) error {
+	a, err := s.appFor(app)
+	if err != nil {
+		return err
+	}
+	return a.logs.read(ctx, opts, fn)
+}
+
+// Destroy stops every process of the app and removes its working
+// directories and log: a later app of the same name starts clean.
+func (s *Scheduler) Destroy(ctx context.Context, app string) error {
+	s.mu.Lock()
+	a := s.apps[app]
+	s.mu.Unlock()
+	if a == nil {
+		return s.removeAppFiles(app)
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	s.mu.Lock()
+	procs := a.allLocked()
+	for _, p := range procs {
+		p.routed = false
+		p.state = pier.ProcessStopping
+	}
+	delete(s.apps, app)
+	s.mu.Unlock()
+	s.notify()
+	if err := s.stopAll(ctx, procs); err != nil {
+		return err
+	}
+	a.logs.close()
+	return s.removeAppFiles(app)
+}
+
+func (a *appState) allLocked() []*proc {
+	var out []*proc
+	if a.gen != nil {
+		for _, ps := range a.gen.procs {
+			out = append(out, ps...)
+		}
+	}
+	for p := range a.pending {
+		out = append(out, p)
+	}
+	for p := range a.stopping {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (s *Scheduler) removeAppFiles(app string) error {
+	if err := pier.ValidateAppName(app); err != nil {
+		return err
+	}
+	err1 := os.RemoveAll(filepath.Join(s.cfg.DataDir, "run", app))
+	err2 := os.Remove(filepath.Join(s.cfg.DataDir, "logs", app+".log"))
+	if errors.Is(err2, os.ErrNotExist) {
+		err2 = nil
+	}
+	return errors.Join(err1, err2)
+}
+
+// stopAll stops procs and waits for them; when ctx ends first, it kills
+// what is left at once.
+func (s *Scheduler) stopAll(ctx context.Context, procs []*proc) error {
+	for _, p := range procs {
+		p.stop()
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			for _, q := range procs {
+				q.kill()
+			}
+			for _, q := range procs {
+				<-q.done
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Shutdown stops every process (SIGTERM, SIGKILL after StopGrace or when ctx
+// ends) and refuses further work. pierd calls it when it stops.
+func (s *Scheduler) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	var procs []*proc
+	for _, a := range s.apps {
+		for _, p := range a.allLocked() {
+			p.routed = false
+			procs = append(procs, p)
+		}
+	}
+	for cmd := range s.runs {
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	s.mu.Unlock()
+	s.notify()
+	return s.stopAll(ctx, procs)
+}

@@ -1,0 +1,478 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pierpaas/pier"
+)
+
+// proc is one supervised process, such as web.2 of v7. Its mutable fields
+// are guarded by Scheduler.mu.
+type proc struct {
+	s       *Scheduler
+	app     *appState
+	dep     pier.Deployment
+	typ     string
+	index   int
+	release int
+	port    int
+	addr    string
+	dir     string
+	tail    tailBuf
+
+	state     string
+	startedAt time.Time
+	restarts  int
+	crashes   int // consecutive, for the backoff
+	pid       int
+	ready     bool
+	routed    bool   // part of a committed generation: the router may use it
+	boot      bool   // Apply is still deciding: an exit is a failed deploy, not a restart
+	failure   string // why it went down, for Apply's error
+
+	readyc   chan struct{} // closed the first time it is up
+	exitc    chan struct{} // closed when it goes down while booting
+	stopc    chan struct{} // closed to ask the supervisor to stop it
+	killc    chan struct{} // closed to skip the grace period
+	done     chan struct{} // closed when it is gone for good
+	once     struct{ ready, exit, stop, kill sync.Once }
+	procsDir string
+}
+
+func (p *proc) name() string { return p.typ + "." + strconv.Itoa(p.index) }
+
+func (p *proc) stop() { p.once.stop.Do(func() { close(p.stopc) }) }
+func (p *proc) kill() {
+	p.stop()
+	p.once.kill.Do(func() { close(p.killc) })
+}
+
+func (s *Scheduler) newProcLocked(a *appState, d pier.Deployment, typ string, index int) *proc {
+	s.seq++
+	p := &proc{
+		s: s, app: a, dep: d, typ: typ, index: index, release: d.Release.Version,
+		state: pier.ProcessStarting, boot: true,
+		readyc: make(chan struct{}), exitc: make(chan struct{}), stopc: make(chan struct{}),
+		killc: make(chan struct{}), done: make(chan struct{}),
+	}
+	p.dir = filepath.Join(s.cfg.DataDir, "run", a.name, fmt.Sprintf("%s.%d-%d", typ, index, s.seq))
+	a.pending[p] = struct{}{}
+	return p
+}
+
+// supervise runs p until asked to stop, restarting it when it crashes.
+func (s *Scheduler) supervise(p *proc) {
+	defer close(p.done)
+	if err := s.setup(p); err != nil {
+		s.mu.Lock()
+		p.state = pier.ProcessCrashed
+		p.failure = "could not be prepared: " + err.Error()
+		p.once.exit.Do(func() { close(p.exitc) })
+		s.mu.Unlock()
+		s.log.Error("cannot prepare process", "app", p.app.name, "process", p.name(), "err", err)
+		<-p.stopc
+		s.teardown(p)
+		return
+	}
+	defer s.teardown(p)
+	for {
+		reason, stopped := s.runOnce(p)
+		if stopped {
+			return
+		}
+		s.mu.Lock()
+		wasServing := p.ready && p.routed
+		p.ready = false
+		p.pid = 0
+		p.state = pier.ProcessCrashed
+		p.failure = reason
+		if p.boot {
+			p.once.exit.Do(func() { close(p.exitc) })
+			s.mu.Unlock()
+			p.app.platform("%s crashed on boot: %s", p.name(), reason)
+			<-p.stopc
+			return
+		}
+		// A process that ran for a while before crashing starts its backoff
+		// over: one crash a day should not wait a minute to come back.
+		if time.Since(p.startedAt) >= s.cfg.MaxRestartBackoff {
+			p.crashes = 0
+		}
+		p.crashes++
+		p.restarts++
+		delay := s.cfg.RestartBackoff << (p.crashes - 1)
+		if delay > s.cfg.MaxRestartBackoff || delay <= 0 {
+			delay = s.cfg.MaxRestartBackoff
+		}
+		s.mu.Unlock()
+		if wasServing {
+			s.notify()
+		}
+		p.app.platform("%s crashed: %s; restarting in %s", p.name(), reason, delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-p.stopc:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// setup gives p a port and its own working directory, owned by the app's uid.
+func (s *Scheduler) setup(p *proc) error {
+	port, err := s.ports.get()
+	if err != nil {
+		return err
+	}
+	p.port = port
+	p.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return s.makeDir(p.app.name, p.dir)
+}
+
+func (s *Scheduler) makeDir(app, dir string) error {
+	cred := s.cfg.Credential(app)
+	appDir := filepath.Dir(dir)
+	for _, d := range []string{appDir, dir} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if cred != nil {
+			if err := os.Chown(d, int(cred.Uid), int(cred.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Scheduler) teardown(p *proc) {
+	if p.port != 0 {
+		s.ports.put(p.port)
+	}
+	os.RemoveAll(p.dir)
+}
+
+// runOnce starts p and waits until it exits (reason says how) or is
+// stopped.
+func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
+	select {
+	case <-p.stopc:
+		return "", true
+	default:
+	}
+	cmd, err := s.cfg.Launch(p.dep, p.typ)
+	if err != nil {
+		return "could not be launched: " + err.Error(), false
+	}
+	s.prepare(cmd, p.dep, p.dir, "PORT="+strconv.Itoa(p.port), "DYNO="+p.name())
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "could not be started: " + err.Error(), false
+	}
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = w, w
+	p.app.platform("Starting %s for v%d", p.name(), p.release)
+	err = s.start(cmd)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return "could not be started: " + err.Error(), false
+	}
+	pid := cmd.Process.Pid
+	started := time.Now()
+	s.mu.Lock()
+	p.pid = pid
+	p.startedAt = started
+	if p.state != pier.ProcessStopping {
+		p.state = pier.ProcessStarting
+	}
+	s.mu.Unlock()
+
+	outDone := make(chan struct{})
+	go func() {
+		copyLines(r, p.app.logs, p.name(), &p.tail)
+		r.Close()
+		close(outDone)
+	}()
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	runDone := make(chan struct{})
+	timedOut := make(chan struct{})
+	go s.probe(p, pid, runDone, timedOut)
+
+	// drained waits (boundedly) for the output to reach the log, so that a
+	// crash message follows the process's last words.
+	drained := func() {
+		select {
+		case <-outDone:
+		case <-time.After(time.Second):
+		}
+	}
+	select {
+	case err := <-waitc:
+		close(runDone)
+		// Whatever the process left behind in its group dies with it.
+		syscall.Kill(-pid, syscall.SIGKILL)
+		drained()
+		select {
+		case <-timedOut:
+			return fmt.Sprintf("did not accept connections on its port within %s", s.cfg.StartTimeout), false
+		default:
+		}
+		return exitReason(err), false
+	case <-p.stopc:
+		s.mu.Lock()
+		p.state = pier.ProcessStopping
+		p.ready = false
+		s.mu.Unlock()
+		syscall.Kill(-pid, syscall.SIGTERM)
+		t := time.NewTimer(s.cfg.StopGrace)
+		select {
+		case <-waitc:
+		case <-t.C:
+			p.app.platform("%s did not stop within %s: killing it", p.name(), s.cfg.StopGrace)
+			syscall.Kill(-pid, syscall.SIGKILL)
+			<-waitc
+		case <-p.killc:
+			syscall.Kill(-pid, syscall.SIGKILL)
+			<-waitc
+		}
+		t.Stop()
+		close(runDone)
+		syscall.Kill(-pid, syscall.SIGKILL)
+		drained()
+		p.app.platform("Stopped %s of v%d", p.name(), p.release)
+		return "", true
+	}
+}
+
+func exitReason(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exit status %d", ee.ExitCode())
+	}
+	if err == nil {
+		return "exited with status 0"
+	}
+	return err.Error()
+}
+
+// probe marks p up: a web process once it accepts a TCP connection on its
+// port, any other once it has run for UpAfter. A web process that does not
+// listen within StartTimeout is killed, which counts as a crash.
+func (s *Scheduler) probe(p *proc, pid int, runDone, timedOut chan struct{}) {
+	if p.typ != "web" {
+		t := time.NewTimer(s.cfg.UpAfter)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.markReady(p, runDone)
+		case <-runDone:
+		}
+		return
+	}
+	deadline := time.NewTimer(s.cfg.StartTimeout)
+	defer deadline.Stop()
+	delay := 5 * time.Millisecond
+	for {
+		conn, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err == nil {
+			conn.Close()
+			s.markReady(p, runDone)
+			return
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-runDone:
+			t.Stop()
+			return
+		case <-deadline.C:
+			t.Stop()
+			close(timedOut)
+			syscall.Kill(-pid, syscall.SIGKILL)
+			return
+		case <-t.C:
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+func (s *Scheduler) markReady(p *proc, runDone chan struct{}) {
+	s.mu.Lock()
+	select {
+	case <-runDone: // it exited meanwhile: too late
+		s.mu.Unlock()
+		return
+	default:
+	}
+	if p.state == pier.ProcessStopping {
+		s.mu.Unlock()
+		return
+	}
+	p.ready = true
+	p.state = pier.ProcessUp
+	p.once.ready.Do(func() { close(p.readyc) })
+	serving := p.routed && p.typ == "web"
+	s.mu.Unlock()
+	if serving {
+		s.notify()
+	}
+}
+
+// prepare sets what every process of an app gets, whoever built the command:
+// the environment (config and extra on top of the command's own, never on
+// argv), a working dir, its own process group, the app's credentials and the
+// death signal.
+func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, dir string, extra ...string) {
+	env := cmd.Env
+	if env == nil {
+		env = []string{"PATH=" + defaultPath}
+	}
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+dir)
+	}
+	for _, k := range sortedKeys(d.Release.Config) {
+		env = append(env, k+"="+d.Release.Config[k])
+	}
+	// Later entries win in exec.Cmd, so Pier's own (PORT) override config.
+	cmd.Env = append(env, extra...)
+	if cmd.Dir == "" {
+		cmd.Dir = dir
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	a := cmd.SysProcAttr
+	a.Setpgid, a.Pgid = true, 0
+	a.Credential = s.cfg.Credential(d.App)
+	setDeathSignal(a)
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// Run starts a one-off process with the release's environment, wires its
+// stdio to opts and returns its exit status (128+signal when killed).
+func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOptions) (int, error) {
+	if len(opts.Command) == 0 || opts.Command[0] == "" {
+		return -1, pier.Errorf(pier.EINVALID, "no command given: say what to run, such as `pier run -- ls`")
+	}
+	a, err := s.appFor(d.App)
+	if err != nil {
+		return -1, err
+	}
+	var cmd *exec.Cmd
+	if s.cfg.RunCommand != nil {
+		cmd, err = s.cfg.RunCommand(d, opts.Command)
+		if err != nil {
+			return -1, err
+		}
+	} else {
+		cmd = exec.Command(opts.Command[0], opts.Command[1:]...)
+	}
+	s.mu.Lock()
+	a.runSeq++
+	s.seq++
+	name := "run." + strconv.Itoa(a.runSeq)
+	dir := filepath.Join(s.cfg.DataDir, "run", a.name, fmt.Sprintf("%s-%d", name, s.seq))
+	s.mu.Unlock()
+	if err := s.makeDir(a.name, dir); err != nil {
+		return -1, fmt.Errorf("run: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	port, err := s.ports.get()
+	if err != nil {
+		return -1, fmt.Errorf("run: %w", err)
+	}
+	defer s.ports.put(port)
+	s.prepare(cmd, d, dir, "PORT="+strconv.Itoa(port), "DYNO="+name)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, orDiscard(opts.Stdout), orDiscard(opts.Stderr)
+	// The caller's stdin may never reach EOF (an SSH session): do not wait
+	// for it once the process is gone.
+	cmd.WaitDelay = time.Second
+	// The command is not logged: people paste secrets into commands.
+	a.platform("Starting %s for v%d", name, d.Release.Version)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return -1, pier.Errorf(pier.ECONFLICT, "the scheduler is shutting down")
+	}
+	if err := s.start(cmd); err != nil {
+		s.mu.Unlock()
+		a.platform("%s could not be started", name)
+		why := err
+		if u := errors.Unwrap(err); u != nil {
+			why = u // the bare reason: the path is named once, clipped
+		}
+		return -1, pier.Errorf(pier.EINVALID, "cannot run %s: %v", clip(opts.Command[0]), why)
+	}
+	s.runs[cmd] = struct{}{}
+	s.mu.Unlock()
+	pid := cmd.Process.Pid
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		syscall.Kill(-pid, syscall.SIGKILL)
+		werr = <-waitc
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	s.mu.Lock()
+	delete(s.runs, cmd)
+	s.mu.Unlock()
+	code := -1
+	if st := cmd.ProcessState; st != nil {
+		code = st.ExitCode()
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	}
+	a.platform("%s exited with status %d", name, code)
+	if code < 0 {
+		return code, fmt.Errorf("run: %w", werr)
+	}
+	if ctx.Err() != nil {
+		return code, ctx.Err()
+	}
+	return code, nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
