@@ -88,7 +88,16 @@ func (s *Server) info(r *http.Request, app *pier.App) (*pier.AppInfo, error) {
 }
 
 func (s *Server) destroyApp(w http.ResponseWriter, r *http.Request) (any, error) {
-	return nil, s.store.DestroyApp(r.Context(), appOf(r).Name, userOf(r).Username)
+	app := appOf(r).Name
+	if err := s.store.DestroyApp(r.Context(), app, userOf(r).Username); err != nil {
+		return nil, err
+	}
+	if s.rec != nil {
+		if err := s.rec.Destroy(r.Context(), app); err != nil {
+			s.log.ErrorContext(r.Context(), "stop destroyed app", "app", app, "err", err)
+		}
+	}
+	return nil, nil
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -131,7 +140,11 @@ func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) (any, error
 	if err := change.Validate(); err != nil {
 		return nil, err
 	}
-	return s.store.SetConfig(r.Context(), appOf(r).Name, change, userOf(r).Username)
+	rel, err := s.store.SetConfig(r.Context(), appOf(r).Name, change, userOf(r).Username)
+	if err == nil {
+		s.converge(r.Context(), rel.App)
+	}
+	return rel, err
 }
 
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -168,7 +181,11 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) (any, error) {
 	if req.Version < 0 {
 		return nil, pier.Errorf(pier.EINVALID, "release version %d is invalid: use a number such as 3", req.Version)
 	}
-	return s.store.Rollback(r.Context(), appOf(r).Name, req.Version, userOf(r).Username)
+	rel, err := s.store.Rollback(r.Context(), appOf(r).Name, req.Version, userOf(r).Username)
+	if err == nil {
+		s.converge(r.Context(), rel.App)
+	}
+	return rel, err
 }
 
 func (s *Server) getFormation(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -187,7 +204,11 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
-	return s.store.Scale(r.Context(), appOf(r).Name, f, userOf(r).Username)
+	out, err := s.store.Scale(r.Context(), appOf(r).Name, f, userOf(r).Username)
+	if err == nil {
+		s.converge(r.Context(), appOf(r).Name)
+	}
+	return out, err
 }
 
 type domainRequest struct {

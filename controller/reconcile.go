@@ -70,6 +70,12 @@ func (r *Reconciler) converge(ctx context.Context, app string) error {
 	return r.sched.Apply(ctx, pier.Deployment{App: app, Release: *rel, Formation: f})
 }
 
+// Destroy stops everything of an app that no longer exists.
+func (r *Reconciler) Destroy(ctx context.Context, app string) error {
+	defer r.lock(app)()
+	return r.sched.Destroy(ctx, app)
+}
+
 // ConvergeAll converges every app; it is what pierd runs at start. One
 // app failing to converge does not stop the others; the errors are joined.
 func (r *Reconciler) ConvergeAll(ctx context.Context) error {

@@ -29,6 +29,10 @@ type Config struct {
 	SessionTTL time.Duration
 	// Now is the clock (tests move it).
 	Now func() time.Time
+	// Reconciler, when set, is told of every change to what an app should
+	// run (config, rollback, scale, destroy). Without one the API only
+	// records desired state (`pierd controller` beside a separate runner).
+	Reconciler *Reconciler
 }
 
 // Server is the controller's HTTP API.
@@ -43,6 +47,7 @@ type Server struct {
 	routes   []route
 	openapi  []byte
 	dummyPwd string // a hash to compare against when a user is unknown
+	rec      *Reconciler
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -67,7 +72,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -87,7 +92,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // ServeHTTP makes Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// appURL is where an app is served.
+// PublicURL is where users reach the platform.
+func (s *Server) PublicURL() string { return s.public.String() }
+
+// AppURL is where an app is served.
+func (s *Server) AppURL(app string) string { return s.appURL(app) }
+
+// converge applies an app's new desired state, when a Reconciler runs here.
+// The change is already committed: a failure to converge is the app's
+// state to report (the scheduler keeps the old processes), not the API
+// call's, so it is logged rather than returned.
+func (s *Server) converge(ctx context.Context, app string) {
+	if s.rec == nil {
+		return
+	}
+	if err := s.rec.Converge(ctx, app); err != nil {
+		s.log.ErrorContext(ctx, "converge", "app", app, "err", err)
+	}
+}
+
 func (s *Server) appURL(app string) string {
 	u := *s.public
 	host := app + "." + s.domain

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/builder/host"
+	"github.com/pierpaas/pier/internal/testenv"
 )
 
 // These tests build real sample apps with the real lifecycle and run them
@@ -57,49 +58,13 @@ func tools(t *testing.T) (lifecycleDir, buildpacksDir string) {
 }
 
 func buildTools() (string, string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/buildpacks/lifecycle").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go list lifecycle: %v", err)
-	}
-	version := strings.TrimSpace(string(out))
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", "", err
-	}
-	lc := filepath.Join(home, ".cache", "pier", "lifecycle-"+version)
-	for _, cmd := range []string{"lifecycle", "launcher"} {
-		if _, err := os.Stat(filepath.Join(lc, cmd)); err == nil {
-			continue
-		}
-		if err := os.MkdirAll(lc, 0o755); err != nil {
-			return "", "", err
-		}
-		tmp := filepath.Join(lc, cmd+".tmp")
-		b := exec.Command("go", "build", "-trimpath", "-o", tmp, "github.com/buildpacks/lifecycle/cmd/"+cmd)
-		b.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := b.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("building the lifecycle's %s: %v\n%s", cmd, err, out)
-		}
-		if err := os.Rename(tmp, filepath.Join(lc, cmd)); err != nil {
-			return "", "", err
-		}
-	}
 	dir, err := os.MkdirTemp("", "pier-buildpacks-")
 	if err != nil {
 		return "", "", err
 	}
 	bpDir = filepath.Join(dir, "installed") // for TestMain to clean up, even on failure
-	exe := filepath.Join(dir, "pier-buildpack")
-	b := exec.Command("go", "build", "-o", exe, "github.com/pierpaas/pier/buildpacks/cmd/pier-buildpack")
-	b.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := b.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("building the buildpacks: %v\n%s", err, out)
-	}
-	bps := filepath.Join(dir, "installed")
-	if out, err := exec.Command(exe, "install", bps).CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("installing the buildpacks: %v\n%s", err, out)
-	}
-	return lc, bps, nil
+	lc, err := testenv.CNBTools(bpDir)
+	return lc, bpDir, err
 }
 
 // workDir is a build store the unprivileged build user can reach.

@@ -46,12 +46,14 @@ Flags (every command):
 
 // options are pierd's flags; every flag can also be set by environment.
 type options struct {
-	dataDir     string
-	databaseURL string
-	httpAddr    string
-	publicURL   string
-	sessionTTL  time.Duration
-	logLevel    string
+	dataDir                     string
+	databaseURL                 string
+	httpAddr                    string
+	publicURL                   string
+	sessionTTL                  time.Duration
+	logLevel                    string
+	sshAddr                     string
+	lifecycleDir, buildpacksDir string
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -78,7 +80,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "all", "controller":
-		err = serve(ctx, o, stdout, log)
+		err = serve(ctx, cmd == "all", o, stdout, log)
 	case "migrate":
 		err = migrate(ctx, o, stdout)
 	default:
@@ -105,6 +107,9 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL; empty: run an embedded Postgres in the data dir (env DATABASE_URL)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("PIER_HTTP_ADDR", "127.0.0.1:8080"), "address of the HTTP API (env PIER_HTTP_ADDR)")
 	fs.StringVar(&o.publicURL, "public-url", env("PIER_PUBLIC_URL", ""), "URL users reach Pier at; apps are served at <app>.<its host> (default http://pier.localhost:<http port>) (env PIER_PUBLIC_URL)")
+	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
+	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
+	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
 	return fs
@@ -159,7 +164,7 @@ func migrate(ctx context.Context, o options, out io.Writer) error {
 	return nil
 }
 
-func serve(ctx context.Context, o options, out io.Writer, log *slog.Logger) error {
+func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Logger) error {
 	dsn, stopDB, err := database(ctx, o, out)
 	if err != nil {
 		return err
@@ -180,17 +185,38 @@ func serve(ctx context.Context, o options, out io.Writer, log *slog.Logger) erro
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		public = "http://pier.localhost:" + port
 	}
-	api, err := controller.New(ctx, controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL})
+	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
+	var p *platform
+	if all {
+		if p, err = startPlatform(ctx, o, db, log); err != nil {
+			ln.Close()
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p.stop(sctx)
+		}()
+		cfg.Reconciler = p.rec
+	}
+	api, err := controller.New(ctx, cfg)
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	var handler http.Handler = api
+	if all {
+		if handler, err = p.serveAll(ctx, o, db, api, log, out); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	if err := bootstrap(ctx, db, o.dataDir, out); err != nil {
 		ln.Close()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      2 * time.Minute,

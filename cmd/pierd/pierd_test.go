@@ -44,6 +44,23 @@ func TestMain(m *testing.M) {
 			}
 		}
 		defer os.RemoveAll(dir)
+		// pierd all finds the lifecycle and buildpacks beside itself.
+		lc, err := testenv.CNBTools(filepath.Join(dir, "buildpacks"))
+		if err != nil {
+			panic(err)
+		}
+		if err := os.Mkdir(filepath.Join(dir, "lifecycle"), 0o755); err != nil {
+			panic(err)
+		}
+		for _, name := range []string{"lifecycle", "launcher"} {
+			b, err := os.ReadFile(filepath.Join(lc, name))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, "lifecycle", name), b, 0o755)
+			}
+			if err != nil {
+				panic(err)
+			}
+		}
 	}
 	testenv.Main(m)
 }
@@ -73,7 +90,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var listening = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+var (
+	listening    = regexp.MustCompile(`Pier API listening on (127\.0\.0\.1:\d+)`)
+	sshListening = regexp.MustCompile(`Builder \(git push over SSH\) listening on (127\.0\.0\.1:\d+)`)
+)
 
 // startPierd runs `pierd args...` and waits until it serves.
 func startPierd(t *testing.T, env []string, args ...string) *daemon {
@@ -176,7 +196,7 @@ func TestFirstSession(t *testing.T) {
 		t.Skip("starts pierd and Postgres")
 	}
 	data := filepath.Join(t.TempDir(), "data")
-	env := []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0"}
+	env := []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}
 	d := startPierd(t, env, "all")
 	token, err := os.ReadFile(filepath.Join(data, "bootstrap-token"))
 	if err != nil {

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/builder"
+	"github.com/pierpaas/pier/builder/host"
+	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/postgres"
+	"github.com/pierpaas/pier/router"
+	"github.com/pierpaas/pier/scheduler/local"
+)
+
+// platform is what `pierd all` runs beside the API: the host build
+// strategy, the local scheduler, the router and the SSH builder.
+type platform struct {
+	strategy *host.Strategy
+	sched    *local.Scheduler
+	rec      *controller.Reconciler
+	router   *router.Router
+	ssh      *builder.Server
+	unfollow func()
+}
+
+// runtimeDir is where builds and app processes live. They run as
+// unprivileged users, which cannot enter a data dir under a 0700 parent
+// such as /root; as root, they live under /var/lib/pier instead, keyed by
+// the data dir so that two checkouts do not share.
+func runtimeDir(dataDir string) (string, error) {
+	if os.Geteuid() != 0 {
+		return filepath.Abs(filepath.Join(dataDir, "runtime"))
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	dir := filepath.Join("/var/lib/pier", "rt-"+hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o755)
+}
+
+// toolDir finds bin/lifecycle or bin/buildpacks: the flag if given, else
+// beside the pierd executable, where `make build` puts them.
+func toolDir(flagValue, name string) (string, error) {
+	dir := flagValue
+	if dir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(filepath.Dir(exe), name)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("%s not found at %s: run `make build`, or pass --%s-dir", name, dir, name)
+	}
+	return dir, nil
+}
+
+func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Logger) (*platform, error) {
+	rt, err := runtimeDir(o.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime dir: %w", err)
+	}
+	lifecycle, err := toolDir(o.lifecycleDir, "lifecycle")
+	if err != nil {
+		return nil, err
+	}
+	buildpacks, err := toolDir(o.buildpacksDir, "buildpacks")
+	if err != nil {
+		return nil, err
+	}
+	p := &platform{}
+	hcfg := host.Config{LifecycleDir: lifecycle, BuildpacksDir: buildpacks, WorkDir: filepath.Join(rt, "builds"), Logger: log}
+	if os.Geteuid() == 0 {
+		// Each app builds as its own uid, the one its processes run as, so
+		// one app's build cannot read or poison another's cache.
+		hcfg.BuildUser = func(app string) (int, int) { id := int(local.AppUID(app)); return id, id }
+	}
+	if p.strategy, err = host.New(hcfg); err != nil {
+		return nil, err
+	}
+	p.sched, err = local.New(local.Config{
+		DataDir: filepath.Join(rt, "scheduler"),
+		Logger:  log,
+		Launch: func(d pier.Deployment, processType string) (*exec.Cmd, error) {
+			if d.Release.Build == nil {
+				return nil, errors.New("the release has no build")
+			}
+			path, env := p.strategy.LaunchCommand(d.Release.Build.Image, processType)
+			cmd := exec.Command(path)
+			cmd.Env = env
+			cmd.Dir = filepath.Join(d.Release.Build.Image, "app")
+			return cmd, nil
+		},
+	})
+	if err != nil {
+		p.strategy.Close()
+		return nil, err
+	}
+	p.rec = controller.NewReconciler(db, p.sched, log)
+	return p, nil
+}
+
+// serveAll starts the router (with the API behind it) and the SSH builder,
+// converges every app, and returns the HTTP handler for the public port.
+func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api *controller.Server, log *slog.Logger, out io.Writer) (http.Handler, error) {
+	u, _ := url.Parse(api.PublicURL())
+	p.router = router.New(router.Config{
+		Domain: u.Hostname(),
+		API:    api,
+		Known: func(app string) bool {
+			_, _, err := db.AppAccess(context.Background(), app, "")
+			return err == nil
+		},
+		Logger: log,
+	})
+	p.unfollow = p.router.Follow(p.sched)
+
+	var err error
+	p.ssh, err = builder.New(builder.Config{
+		Addr:     o.sshAddr,
+		DataDir:  o.dataDir,
+		Store:    db,
+		Logger:   log,
+		Deployer: builder.DeployerFunc(p.deployer(api)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.sshAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for git pushes: %w (change it with --ssh-addr)", o.sshAddr, err)
+	}
+	go func() {
+		if err := p.ssh.Serve(ln); err != nil {
+			log.Error("builder", "err", err)
+		}
+	}()
+	fmt.Fprintf(out, "Builder (git push over SSH) listening on %s\n", ln.Addr())
+
+	// Bring every app back to what Postgres says it runs.
+	go func() {
+		if err := p.rec.ConvergeAll(ctx); err != nil {
+			log.Error("converge at start", "err", err)
+		}
+	}()
+
+	// The API answers on its own host name through the router, and on
+	// loopback addresses (http://127.0.0.1:8080), which no app can have.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Host
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			h = hh
+		}
+		if h == "localhost" || net.ParseIP(strings.Trim(h, "[]")) != nil {
+			api.ServeHTTP(w, r)
+			return
+		}
+		p.router.ServeHTTP(w, r)
+	}), nil
+}
+
+// deployer builds and releases a push: check out the tree, build it, start
+// it, and only then write the release.
+func (p *platform) deployer(api *controller.Server) func(ctx context.Context, req builder.DeployRequest) error {
+	return func(ctx context.Context, req builder.DeployRequest) error {
+		src, err := os.MkdirTemp("", "pier-src-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(src)
+		if err := builder.CheckoutTree(ctx, req.Repo, req.Commit, src); err != nil {
+			return err
+		}
+		start := time.Now()
+		rel, err := p.rec.Deploy(ctx, p.strategy, controller.DeployRequest{
+			App: req.App, User: req.User, Commit: req.Commit, SourceDir: src, Log: req.Log,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(req.Log, "-----> Released v%d in %.1fs: %s\n", rel.Version, time.Since(start).Seconds(), api.AppURL(req.App))
+		return nil
+	}
+}
+
+func (p *platform) stop(ctx context.Context) {
+	if p.ssh != nil {
+		p.ssh.Shutdown(ctx)
+	}
+	if p.unfollow != nil {
+		p.unfollow()
+	}
+	p.sched.Shutdown(ctx)
+	p.strategy.Close()
+}
