@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pierpaas/pier"
 )
 
 // TestGitPush: the embedded default end to end, with the real git and
@@ -97,6 +99,43 @@ func TestGitPush(t *testing.T) {
 	}
 	if got := get(); got != "hello world from two" {
 		t.Fatalf("after the second push: %q", got)
+	}
+
+	// A build that fails, and code that crashes on boot: each push exits
+	// non-zero with the reason, and v4 keeps serving.
+	gitFails := func(want string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(),
+			"GIT_SSH_COMMAND=ssh -i "+key+" -p "+port+" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR",
+			"HOME="+c.config)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Fatalf("git %s: %v, want a failure saying %q:\n%s", strings.Join(args, " "), err, want, out)
+		}
+	}
+	good, _ := os.ReadFile(filepath.Join(src, "main.go"))
+	os.WriteFile(filepath.Join(src, "main.go"), append(good, []byte("\nfunc broken() { undefined() }\n")...), 0o644)
+	git("commit", "-q", "-am", "does not compile")
+	gitFails("undefined", "push", "pier", "main")
+	if got := get(); got != "hello world from two" {
+		t.Fatalf("after a failed build: %q", got)
+	}
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(strings.Replace(string(good), `func main() {`, `func main() {
+	if len(os.Args) > 0 {
+		fmt.Fprintln(os.Stderr, "boom: refusing to start")
+		os.Exit(3)
+	}`, 1)), 0o644)
+	git("commit", "-q", "-am", "crashes on boot")
+	gitFails("boom: refusing to start", "push", "pier", "main")
+	if got := get(); got != "hello world from two" {
+		t.Fatalf("after a crash on boot: %q", got)
+	}
+	var rels []pier.Release
+	jsonOut(t, c.must("", "releases", "-a", "hello", "--json"), &rels)
+	if rels[0].Version != 4 {
+		t.Fatalf("failed pushes made releases: %+v", rels[0])
 	}
 
 	// Rollback to v3: the old code serves again.
