@@ -20,6 +20,7 @@ type App struct {
 type AppInfo struct {
 	App
 	URL       string    `json:"url"`
+	GitURL    string    `json:"git_url,omitempty"` // where to git push, when a builder runs
 	Release   *Release  `json:"release"`
 	Formation Formation `json:"formation"`
 	Domains   []string  `json:"domains"`

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 
@@ -76,6 +77,13 @@ NAME is 3 to 30 lowercase letters, digits and dashes; without one, Pier makes on
 			fmt.Fprintf(c.stdout, "Creating app %s... done\n", info.Name)
 			if info.URL != "" {
 				fmt.Fprintln(c.stdout, clean(info.URL))
+			}
+			// As heroku create does: inside a git repo without a 'pier'
+			// remote, add one, so that `git push pier main` deploys.
+			if info.GitURL != "" && gitRemoteURL(cmd.Context(), "pier") == "" && insideGitRepo(cmd.Context()) {
+				if err := exec.CommandContext(cmd.Context(), "git", "remote", "add", "pier", info.GitURL).Run(); err == nil {
+					fmt.Fprintf(c.stdout, "Git remote pier added: %s\n", clean(info.GitURL))
+				}
 			}
 			return nil
 		},

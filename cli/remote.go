@@ -60,3 +60,9 @@ func appFromRemote(remote string) string {
 	}
 	return s
 }
+
+// insideGitRepo reports whether the working directory is in a git work tree.
+func insideGitRepo(ctx context.Context) bool {
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--is-inside-work-tree").Output()
+	return err == nil && strings.TrimSpace(string(out)) == "true"
+}

@@ -66,6 +66,9 @@ func (s *Server) appInfo(w http.ResponseWriter, r *http.Request) (any, error) {
 func (s *Server) info(r *http.Request, app *pier.App) (*pier.AppInfo, error) {
 	ctx := r.Context()
 	info := &pier.AppInfo{App: *app, URL: s.appURL(app.Name), Domains: []string{}}
+	if s.gitURL != nil {
+		info.GitURL = s.gitURL(app.Name)
+	}
 	var err error
 	if info.Release, err = s.store.CurrentRelease(ctx, app.Name); err != nil {
 		return nil, err

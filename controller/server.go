@@ -33,6 +33,9 @@ type Config struct {
 	// run (config, rollback, scale, destroy). Without one the API only
 	// records desired state (`pierd controller` beside a separate runner).
 	Reconciler *Reconciler
+	// GitURL, when a builder runs, says where to push an app, such as
+	// ssh://git@localhost:2222/myapp.git.
+	GitURL func(app string) string
 }
 
 // Server is the controller's HTTP API.
@@ -48,6 +51,7 @@ type Server struct {
 	openapi  []byte
 	dummyPwd string // a hash to compare against when a user is unknown
 	rec      *Reconciler
+	gitURL   func(app string) string
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -72,7 +76,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err

@@ -198,6 +198,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 			p.stop(sctx)
 		}()
 		cfg.Reconciler = p.rec
+		cfg.GitURL = p.gitURL
 	}
 	api, err := controller.New(ctx, cfg)
 	if err != nil {

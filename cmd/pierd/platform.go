@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pierpaas/pier"
@@ -34,7 +35,18 @@ type platform struct {
 	rec      *controller.Reconciler
 	router   *router.Router
 	ssh      *builder.Server
+	sshPort  atomic.Value // string, once the builder listens
 	unfollow func()
+}
+
+// gitURL is where to push an app. git over SSH dials plain localhost: ssh
+// does not resolve *.localhost names the way browsers do.
+func (p *platform) gitURL(app string) string {
+	port, _ := p.sshPort.Load().(string)
+	if port == "" {
+		return ""
+	}
+	return "ssh://git@localhost:" + port + "/" + app + ".git"
 }
 
 // runtimeDir is where builds and app processes live. They run as
@@ -154,6 +166,8 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 			log.Error("builder", "err", err)
 		}
 	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p.sshPort.Store(port)
 	fmt.Fprintf(out, "Builder (git push over SSH) listening on %s\n", ln.Addr())
 
 	// Bring every app back to what Postgres says it runs.

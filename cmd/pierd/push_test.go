@@ -35,8 +35,6 @@ func TestGitPush(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
 	c.must("", "keys:add", key+".pub")
-	c.must("", "apps:create", "hello")
-
 	src := t.TempDir()
 	copySample(t, "testdata/hello", src)
 	port := sshAddr[strings.LastIndex(sshAddr, ":")+1:]
@@ -57,7 +55,16 @@ func TestGitPush(t *testing.T) {
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", "first")
-	git("remote", "add", "pier", "ssh://git@127.0.0.1:"+port+"/hello.git")
+	// apps:create inside the repo adds the 'pier' remote, as heroku create does.
+	create := exec.Command(filepath.Join(binDir, "pier"), "apps:create", "hello")
+	create.Dir = src
+	create.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.config, "HOME="+c.config)
+	if out, err := create.CombinedOutput(); err != nil || !strings.Contains(string(out), "Git remote pier added") {
+		t.Fatalf("apps:create in the repo: %v\n%s", err, out)
+	}
+	if remote := git("remote", "get-url", "pier"); strings.TrimSpace(remote) != "ssh://git@localhost:"+port+"/hello.git" {
+		t.Fatalf("pier remote is %q", remote)
+	}
 	out := git("push", "pier", "main")
 	if !strings.Contains(out, "Go app detected") || !strings.Contains(out, "Released v2") {
 		t.Fatalf("push output:\n%s", out)
