@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -97,27 +96,9 @@ func newStrategy(t *testing.T, timeout time.Duration, opts ...func(*host.Config)
 	return s
 }
 
-// syncBuffer collects a build log that the lifecycle writes concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func build(t *testing.T, s *host.Strategy, app, sample string, config pier.Config) (*pier.BuildResult, string, error) {
 	t.Helper()
-	var log syncBuffer
+	var log testenv.Buffer
 	start := time.Now()
 	res, err := s.Build(context.Background(), pier.BuildRequest{
 		App: app, Commit: "0123456789abcdef", SourceDir: filepath.Join("testdata", sample),
@@ -147,7 +128,7 @@ func serve(t *testing.T, res *pier.BuildResult, path, want string) {
 	cmd := exec.Command(exe)
 	cmd.Dir = filepath.Join(res.Image, "app")
 	cmd.Env = append(env, "PORT="+port, "HOME="+home)
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if os.Geteuid() == 0 {

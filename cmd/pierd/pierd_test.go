@@ -4,7 +4,6 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -68,26 +67,9 @@ func TestMain(m *testing.M) {
 // daemon is a running pierd.
 type daemon struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	url  string // http://127.0.0.1:PORT
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -98,7 +80,7 @@ var (
 // startPierd runs `pierd args...` and waits until it serves.
 func startPierd(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{out: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemon{out: &testenv.Buffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(filepath.Join(binDir, "pierd"), args...)
 	d.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
