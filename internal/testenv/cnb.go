@@ -31,7 +31,9 @@ func CNBTools(buildpacksDir string) (lifecycleDir string, err error) {
 		if err := os.MkdirAll(lc, 0o755); err != nil {
 			return "", err
 		}
-		tmp := filepath.Join(lc, cmd+".tmp")
+		// Test binaries of several packages may build this at once: each
+		// writes its own file and renames it into place (same content).
+		tmp := filepath.Join(lc, fmt.Sprintf("%s.%d.tmp", cmd, os.Getpid()))
 		b := exec.Command("go", "build", "-trimpath", "-o", tmp, "github.com/buildpacks/lifecycle/cmd/"+cmd)
 		b.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := b.CombinedOutput(); err != nil {
