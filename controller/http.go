@@ -3,7 +3,6 @@ package controller
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -150,8 +149,4 @@ func list[T any](items []T, next string) pier.List[T] {
 		items = []T{}
 	}
 	return pier.List[T]{Items: items, Next: next}
-}
-
-func internalf(format string, args ...any) error {
-	return fmt.Errorf(format, args...)
 }
