@@ -31,3 +31,20 @@ const (
 	RegistrationAdmin = "admin" // only admins create users (the default)
 	RegistrationOpen  = "open"  // anyone may register
 )
+
+// RunFrame is one line of the streamed answer of a one-off process
+// (POST /v1/apps/{app}/run): a chunk of its output (Stream "stdout" or
+// "stderr", with Data), and last either its exit status (Exit) or why it
+// could not run to the end (Error).
+type RunFrame struct {
+	Stream string `json:"stream,omitempty"`
+	Data   string `json:"data,omitempty"`
+	Exit   *int   `json:"exit,omitempty"`
+	Error  *Error `json:"error,omitempty"`
+}
+
+// Output streams of a RunFrame.
+const (
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+)

@@ -20,13 +20,14 @@ const (
 	EFORBIDDEN    = "forbidden"    // valid credentials, but not allowed
 	ETOOLARGE     = "too_large"    // a body, value or list is over its limit
 	ETOOMANY      = "too_many"     // too many attempts; wait, then try again
+	EUNAVAILABLE  = "unavailable"  // this server cannot do that (e.g. it runs no scheduler)
 )
 
 // Error is a domain error: a code for programs and a message for humans.
 // The message must never contain a secret (a config value, a token).
 type Error struct {
-	Code    string
-	Message string
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -21,7 +21,15 @@ type Build struct {
 	Status       string            `json:"status"`
 	CreatedBy    string            `json:"created_by"`
 	CreatedAt    time.Time         `json:"created_at"`
+	// Log is what the build strategy wrote, at most BuildLogMax bytes (a
+	// longer log keeps its start and its end). Only the single-build
+	// endpoint returns it; lists and releases leave it out.
+	Log string `json:"log,omitempty"`
 }
+
+// BuildLogMax bounds the stored log of one build: a build that prints
+// without end must not fill memory or the database.
+const BuildLogMax = 1 << 20
 
 // Build statuses.
 const (

@@ -3,6 +3,7 @@ package pier
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -51,12 +52,59 @@ type LogOptions struct {
 	Type   string // only this process type ("" for all)
 }
 
+// Bounds of what `pier logs` may ask for.
+const (
+	LogLinesDefault = 100
+	LogLinesMax     = 10000
+)
+
+// Validate checks a log request. Lines 0 means LogLinesDefault.
+func (o LogOptions) Validate() error {
+	if o.Lines < 0 || o.Lines > LogLinesMax {
+		return Errorf(EINVALID, "cannot show %d log lines: ask for 1 to %d", o.Lines, LogLinesMax)
+	}
+	if o.Type != "" {
+		return ValidateProcessType(o.Type)
+	}
+	return nil
+}
+
 // RunOptions describe a one-off process (`pier run`).
 type RunOptions struct {
 	Command []string
 	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
+}
+
+// Bounds of a one-off command: far below the kernel's argv limit, and
+// enough for any command line typed or scripted.
+const (
+	CommandArgsMax  = 1000
+	CommandBytesMax = 64 << 10
+)
+
+// ValidateCommand checks the argv of a one-off process. The command is run
+// as given, never through a shell: to use one, run ["sh", "-c", "..."].
+// Messages never echo the arguments, which may hold secrets.
+func ValidateCommand(argv []string) error {
+	if len(argv) == 0 || strings.TrimSpace(argv[0]) == "" {
+		return Errorf(EINVALID, "no command given: give the program and its arguments, such as [\"sh\", \"-c\", \"echo hi\"]")
+	}
+	if len(argv) > CommandArgsMax {
+		return Errorf(ETOOLARGE, "the command has %d arguments: at most %d", len(argv), CommandArgsMax)
+	}
+	total := 0
+	for i, a := range argv {
+		total += len(a) + 1
+		if strings.IndexByte(a, 0) >= 0 {
+			return Errorf(EINVALID, "argument %d of the command contains a NUL byte, which no process can receive", i+1)
+		}
+	}
+	if total > CommandBytesMax {
+		return Errorf(ETOOLARGE, "the command is %d bytes: at most %d", total, CommandBytesMax)
+	}
+	return nil
 }
 
 // Scheduler runs apps' processes. Apply converges an app onto a deployment

@@ -77,8 +77,11 @@ type Store interface {
 
 	// Builds. Deploy adds a release of a succeeded build with the current
 	// config; a first build defining "web" scales web to 1 if it was 0.
+	// CreateBuild stores b.Log too; FindBuild returns it, ListBuilds (newest
+	// first) leaves it out.
 	CreateBuild(ctx context.Context, b *Build) error
 	FindBuild(ctx context.Context, app string, id int64) (*Build, error)
+	ListBuilds(ctx context.Context, app string, p Page) ([]Build, string, error)
 	Deploy(ctx context.Context, app string, buildID int64, actor string) (*Release, error)
 
 	// Formation. Scale sets the given quantities and returns the whole

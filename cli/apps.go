@@ -2,11 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"net/url"
+	"os"
 	"os/exec"
+	"runtime"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/pierpaas/pier"
 )
@@ -154,7 +158,77 @@ scripts pass --confirm APP.`,
 	addAppFlag(destroyCmd, &destroy.app)
 	destroyCmd.Flags().StringVar(&destroy.confirm, "confirm", "", "the app's name again, to confirm without a prompt")
 
-	root.AddCommand(list, create, infoCmd, destroyCmd)
+	var open struct{ app string }
+	openCmd := &cobra.Command{
+		Use:     "open",
+		Aliases: []string{"apps:open"},
+		Short:   "Open the app in a web browser",
+		Long: `Open the app's URL in your web browser. When pier's output is not a
+terminal, or no browser opener (xdg-open) is found, the URL is printed instead.`,
+		Example: "  pier open -a myapp\n  pier apps:open\n  curl \"$(pier open -a myapp)\"",
+		GroupID: "apps",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			app, api, err := c.appAPI(cmd.Context(), open.app)
+			if err != nil {
+				return err
+			}
+			a, err := api.App(cmd.Context(), app)
+			if err != nil {
+				return err
+			}
+			u, err := appWebURL(a.URL)
+			if err != nil {
+				return err
+			}
+			opener := browserOpener()
+			if !c.stdoutIsTerminal() || opener == "" {
+				fmt.Fprintln(c.stdout, u)
+				return nil
+			}
+			fmt.Fprintf(c.stdout, "Opening %s...\n", u)
+			// The opener runs directly, with the URL as its one argument:
+			// no shell sees it.
+			if err := exec.CommandContext(cmd.Context(), opener, u).Run(); err != nil {
+				return fmt.Errorf("%s could not open %s (%v): open it yourself", opener, u, err)
+			}
+			return nil
+		},
+	}
+	addAppFlag(openCmd, &open.app)
+
+	root.AddCommand(list, create, infoCmd, destroyCmd, openCmd)
+}
+
+// appWebURL checks the app URL the server sent before it reaches a browser
+// opener: an http(s) URL with a host, nothing else (a file: URL or one
+// starting with '-' would be something else to xdg-open).
+func appWebURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("the server gave %q as the app's URL, which is not a web address: check the platform's public URL", clean(raw))
+	}
+	return u.String(), nil
+}
+
+// browserOpener is the program that opens a URL in the user's browser, or
+// "" if there is none.
+func browserOpener() string {
+	name := "xdg-open"
+	if runtime.GOOS == "darwin" {
+		name = "open"
+	}
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	return ""
+}
+
+// stdoutIsTerminal reports whether our output goes to a terminal (a person)
+// rather than a pipe or a file (a script).
+func (c *cli) stdoutIsTerminal() bool {
+	f, ok := c.stdout.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func (c *cli) printAppInfo(a *pier.AppInfo) {

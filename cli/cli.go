@@ -29,7 +29,8 @@ func Main() int {
 
 // Run runs one `pier` command line. It returns 0 on success and 1 on any
 // error, which it reports on stderr as "error: <message>" with a hint where
-// one helps. getenv stands for os.Getenv (PIER_URL, PIER_TOKEN, HOME...).
+// one helps; `pier run` returns the exit status of the command it ran.
+// getenv stands for os.Getenv (PIER_URL, PIER_TOKEN, HOME...).
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now}
 	if err := refusePasswordArgs(args); err != nil {
@@ -42,11 +43,21 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(context.Background()); err != nil {
+		var es exitStatus
+		if errors.As(err, &es) {
+			return es.code
+		}
 		c.report(err)
 		return 1
 	}
 	return 0
 }
+
+// exitStatus is how a command that ran something elsewhere (`pier run`)
+// ends with that thing's exit status, reporting nothing more.
+type exitStatus struct{ code int }
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // cli is the state of one run: its streams and environment, and what it
 // has loaded so far.
@@ -68,7 +79,7 @@ type cli struct {
 // Command groups, so that `pier --help` reads by topic.
 var groups = []*cobra.Group{
 	{ID: "apps", Title: "Apps:"},
-	{ID: "config", Title: "Config vars and releases:"},
+	{ID: "config", Title: "Config vars, builds and releases:"},
 	{ID: "ps", Title: "Processes:"},
 	{ID: "domains", Title: "Domains and access:"},
 	{ID: "account", Title: "Your account:"},
@@ -96,7 +107,8 @@ App commands take -a APP, or find the app from a git remote named "pier".`,
 	root.SetHelpCommandGroupID("account")
 	for _, add := range []func(*cobra.Command){
 		c.addAuthCommands, c.addUserCommands, c.addTokenCommands, c.addKeyCommands,
-		c.addAppCommands, c.addConfigCommands, c.addReleaseCommands, c.addPsCommands,
+		c.addAppCommands, c.addConfigCommands, c.addReleaseCommands, c.addBuildCommands,
+		c.addPsCommands, c.addLogsCommand, c.addRunCommand,
 		c.addDomainCommands, c.addPermCommands, c.addEventCommands,
 	} {
 		add(root)

@@ -30,6 +30,7 @@ type request struct {
 type response struct {
 	status int
 	body   string
+	ctype  string // Content-Type; application/json if empty
 }
 
 func newFakeAPI(t *testing.T) *fakeAPI {
@@ -45,6 +46,9 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		}
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if resp.ctype != "" {
+			w.Header().Set("Content-Type", resp.ctype)
+		}
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
 			io.WriteString(w, `{"error":{"code":"not_found","message":"no such route in the fake"}}`)
@@ -60,7 +64,18 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 func (f *fakeAPI) on(route string, status int, body string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.responses[route] = response{status, body}
+	f.responses[route] = response{status: status, body: body}
+}
+
+// onStream answers route with a stream of JSON lines.
+func (f *fakeAPI) onStream(route string, lines ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	body := strings.Join(lines, "\n")
+	if body != "" {
+		body += "\n"
+	}
+	f.responses[route] = response{200, body, "application/x-ndjson"}
 }
 
 func (f *fakeAPI) requests() []request {
@@ -267,7 +282,7 @@ func TestAppInferredFromGitRemote(t *testing.T) {
 		t.Skip("git is not installed")
 	}
 	api, e := loggedIn(t)
-	api.on("GET /v1/apps/myapp/formation", 200, `{"web":2}`)
+	api.on("GET /v1/apps/myapp/ps", 200, `{"items":[{"app":"myapp","type":"web","index":1,"release":2,"state":"up"},{"app":"myapp","type":"web","index":2,"release":2,"state":"up"}]}`)
 
 	dir := t.TempDir()
 	for _, args := range [][]string{{"init", "-q"}, {"remote", "add", "pier", "ssh://git@localhost:2222/myapp.git"}} {
@@ -285,17 +300,17 @@ func TestAppInferredFromGitRemote(t *testing.T) {
 
 	r := e.run("", "ps")
 	mustOK(t, r)
-	if p := api.last(t).Path; p != "/v1/apps/myapp/formation" {
+	if p := api.last(t).Path; p != "/v1/apps/myapp/ps" {
 		t.Fatalf("path %q", p)
 	}
-	if !strings.Contains(r.stdout, "web   2") {
+	if !strings.Contains(r.stdout, "=== web (2)") {
 		t.Fatalf("stdout %q", r.stdout)
 	}
 
 	// -a wins over the remote.
-	api.on("GET /v1/apps/other/formation", 200, `{}`)
+	api.on("GET /v1/apps/other/ps", 200, `{"items":[]}`)
 	mustOK(t, e.run("", "ps", "-a", "other"))
-	if p := api.last(t).Path; p != "/v1/apps/other/formation" {
+	if p := api.last(t).Path; p != "/v1/apps/other/ps" {
 		t.Fatalf("path %q", p)
 	}
 
@@ -515,7 +530,7 @@ func TestErrorsAndHints(t *testing.T) {
 		t.Fatalf("stderr %q exit %d", r.stderr, r.code)
 	}
 
-	api.on("GET /v1/apps/myapp/formation", 502, `<html>Bad Gateway</html>`)
+	api.on("GET /v1/apps/myapp/ps", 502, `<html>Bad Gateway</html>`)
 	mustFail(t, e.run("", "ps", "-a", "myapp"), "502 Bad Gateway")
 
 	// A server that is not there.

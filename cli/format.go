@@ -53,6 +53,14 @@ func (c *cli) when(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04") + " (" + ago(c.now().Sub(t)) + ")"
 }
 
+// age renders how long ago t was, such as "2 minutes ago".
+func (c *cli) age(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return ago(c.now().Sub(t))
+}
+
 // date renders t as a local date and time, without the "ago".
 func date(t time.Time) string {
 	if t.IsZero() {

@@ -3,13 +3,20 @@ package cli
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/client"
 )
+
+// restartTimeout is how long ps:restart waits: a web process has a minute
+// to accept connections, and pierd answers within two.
+const restartTimeout = 150 * time.Second
 
 func (c *cli) addPsCommands(root *cobra.Command) {
 	var ps struct {
@@ -17,8 +24,11 @@ func (c *cli) addPsCommands(root *cobra.Command) {
 		json bool
 	}
 	psCmd := &cobra.Command{
-		Use:     "ps",
-		Short:   "Show how many processes of each type should run",
+		Use:   "ps",
+		Short: "List the app's running processes",
+		Long: `List the app's processes as they run now, grouped by type: each one's state
+(starting, up, crashed, stopping), when it started, the release it runs and
+how often it was restarted. ` + "`pier scale`" + ` sets how many should run.`,
 		Example: "  pier ps -a myapp\n  pier ps --json",
 		GroupID: "ps",
 		Args:    cobra.NoArgs,
@@ -27,15 +37,62 @@ func (c *cli) addPsCommands(root *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			f, err := api.Formation(cmd.Context(), app)
+			l, err := api.Processes(cmd.Context(), app)
 			if err != nil {
 				return err
 			}
-			return c.printFormation(app, f, ps.json)
+			if ps.json {
+				return printJSON(c.stdout, l)
+			}
+			c.printProcesses(app, l.Items)
+			return nil
 		},
 	}
 	addAppFlag(psCmd, &ps.app)
 	psCmd.Flags().BoolVar(&ps.json, "json", false, "print the API's JSON")
+
+	var restart struct{ app string }
+	restartCmd := &cobra.Command{
+		Use:     "ps:restart [TYPE]",
+		Aliases: []string{"restart"},
+		Short:   "Restart the app's processes: of one type, or all",
+		Long: `Restart the app's processes of one type, or all of them: fresh ones are
+started and, once they are up, the old ones are stopped.`,
+		Example: "  pier ps:restart -a myapp\n  pier ps:restart web\n  pier restart worker -a myapp",
+		GroupID: "ps",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			typ := ""
+			if len(args) == 1 {
+				typ = args[0]
+				if t, _, ok := strings.Cut(typ, "."); ok && pier.ValidateProcessType(t) == nil {
+					return fmt.Errorf("restarting one process (%s) is not supported: restart its type with `pier ps:restart %s`", clean(typ), t)
+				}
+				if err := pier.ValidateProcessType(typ); err != nil {
+					return err
+				}
+			}
+			// The answer comes once the fresh processes are up, which
+			// may take longer than the usual request timeout.
+			app, api, err := c.appAPI(cmd.Context(), restart.app, client.WithTimeout(restartTimeout))
+			if err != nil {
+				return err
+			}
+			what := "all processes"
+			if typ != "" {
+				what = typ + " processes"
+			}
+			fmt.Fprintf(c.stdout, "Restarting %s on %s... ", what, app)
+			if err := api.Restart(cmd.Context(), app, typ); err != nil {
+				fmt.Fprintln(c.stdout, "failed")
+				return err
+			}
+			fmt.Fprintln(c.stdout, "done")
+			return nil
+		},
+	}
+	addAppFlag(restartCmd, &restart.app)
+	root.AddCommand(restartCmd)
 
 	// ps:scale and its shortcut scale are the same command.
 	newScale := func(use, short string) *cobra.Command {
@@ -127,4 +184,64 @@ func (c *cli) printFormation(app string, f pier.Formation, asJSON bool) error {
 		row(w, t, strconv.Itoa(f[t]))
 	}
 	return w.Flush()
+}
+
+// printProcesses prints processes as Heroku's ps does: grouped by type,
+// one line each, such as
+//
+//	=== web (2)
+//	web.1: up 2026/11/23 10:00:00 +0000 (~ 5m ago) v4
+func (c *cli) printProcesses(app string, ps []pier.Process) {
+	if len(ps) == 0 {
+		fmt.Fprintf(c.stdout, "No processes are running on %s.\n", app)
+		fmt.Fprintf(c.stdout, "Deploy it with `git push pier main`, or start some with `pier scale web=1 -a %s`.\n", app)
+		return
+	}
+	byType := map[string][]pier.Process{}
+	for _, p := range ps {
+		byType[p.Type] = append(byType[p.Type], p)
+	}
+	for i, t := range sortedKeys(byType) {
+		procs := byType[t]
+		sort.SliceStable(procs, func(i, j int) bool {
+			if procs[i].Index != procs[j].Index {
+				return procs[i].Index < procs[j].Index
+			}
+			return procs[i].Release < procs[j].Release
+		})
+		if i > 0 {
+			fmt.Fprintln(c.stdout)
+		}
+		fmt.Fprintf(c.stdout, "=== %s (%d)\n", clean(t), len(procs))
+		for _, p := range procs {
+			line := fmt.Sprintf("%s.%d: %s", p.Type, p.Index, p.State)
+			if !p.StartedAt.IsZero() {
+				line += " " + p.StartedAt.Local().Format("2006/01/02 15:04:05 -0700") + " (~ " + shortAgo(c.now().Sub(p.StartedAt)) + ")"
+			}
+			if p.Release > 0 {
+				line += fmt.Sprintf(" v%d", p.Release)
+			}
+			if p.Restarts > 0 {
+				line += ", " + plural(p.Restarts, "restart")
+			}
+			fmt.Fprintln(c.stdout, clean(line))
+		}
+	}
+}
+
+// shortAgo renders a duration as Heroku's ps does: "10s ago", "5m ago",
+// "3h ago", "2d ago".
+func shortAgo(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "in the future"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+	}
 }

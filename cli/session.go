@@ -135,7 +135,7 @@ func (c *cli) notLoggedIn() error {
 }
 
 // api returns a client of the known API, with the token if there is one.
-func (c *cli) api() (*client.Client, session, error) {
+func (c *cli) api(opts ...client.Option) (*client.Client, session, error) {
 	s, err := c.session()
 	if err != nil {
 		return nil, s, err
@@ -149,13 +149,13 @@ func (c *cli) api() (*client.Client, session, error) {
 	case s.token != "":
 		c.authHint = fmt.Sprintf("your session may have expired: run `pier login %s`", s.url)
 	}
-	return client.New(s.url, s.token), s, nil
+	return client.New(s.url, s.token, opts...), s, nil
 }
 
 // authed is api for commands that need a user: it fails early, without a
 // request, when there is no token.
-func (c *cli) authed() (*client.Client, error) {
-	api, s, err := c.api()
+func (c *cli) authed(opts ...client.Option) (*client.Client, error) {
+	api, s, err := c.api(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -167,12 +167,12 @@ func (c *cli) authed() (*client.Client, error) {
 
 // appAPI resolves the app a command is about (from -a or the git remote)
 // and a client with the user's credentials: what every app command needs.
-func (c *cli) appAPI(ctx context.Context, flag string) (string, *client.Client, error) {
+func (c *cli) appAPI(ctx context.Context, flag string, opts ...client.Option) (string, *client.Client, error) {
 	app, err := c.appName(ctx, flag)
 	if err != nil {
 		return "", nil, err
 	}
-	api, err := c.authed()
+	api, err := c.authed(opts...)
 	if err != nil {
 		return "", nil, err
 	}

@@ -2,7 +2,11 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/pierpaas/pier"
@@ -238,6 +242,113 @@ func (c *Client) RemovePerm(ctx context.Context, app, username string) error {
 // Events lists one page of an app's audit log, newest first.
 func (c *Client) Events(ctx context.Context, app string, p pier.Page) (*pier.List[pier.Event], error) {
 	return get[pier.List[pier.Event]](ctx, c, appPath(app)+"/events", pageQuery(p))
+}
+
+// Builds lists one page of an app's builds, newest first, without their
+// logs.
+func (c *Client) Builds(ctx context.Context, app string, p pier.Page) (*pier.List[pier.Build], error) {
+	return get[pier.List[pier.Build]](ctx, c, appPath(app)+"/builds", pageQuery(p))
+}
+
+// Build returns one build, with its log.
+func (c *Client) Build(ctx context.Context, app string, id int64) (*pier.Build, error) {
+	return get[pier.Build](ctx, c, appPath(app)+"/builds"+seg(strconv.FormatInt(id, 10)), nil)
+}
+
+// LatestBuild returns the app's newest build, with its log.
+func (c *Client) LatestBuild(ctx context.Context, app string) (*pier.Build, error) {
+	return get[pier.Build](ctx, c, appPath(app)+"/builds/latest", nil)
+}
+
+// Processes lists the app's running processes.
+func (c *Client) Processes(ctx context.Context, app string) (*pier.List[pier.Process], error) {
+	return get[pier.List[pier.Process]](ctx, c, appPath(app)+"/ps", nil)
+}
+
+// Restart restarts the app's processes of one type, or all of them when
+// processType is "".
+func (c *Client) Restart(ctx context.Context, app, processType string) error {
+	req := struct {
+		Type string `json:"type,omitempty"`
+	}{processType}
+	return c.Do(ctx, http.MethodPost, appPath(app)+"/ps/restart", nil, req, nil)
+}
+
+// Logs calls fn with the app's last log lines (opts.Lines, 0 for the
+// server's default; only opts.Type if set), and with opts.Follow, then with
+// new lines as they come, until ctx ends or fn returns an error.
+func (c *Client) Logs(ctx context.Context, app string, opts pier.LogOptions, fn func(pier.LogLine) error) error {
+	q := url.Values{}
+	if opts.Lines != 0 {
+		q.Set("lines", strconv.Itoa(opts.Lines))
+	}
+	if opts.Type != "" {
+		q.Set("type", opts.Type)
+	}
+	if opts.Follow {
+		q.Set("follow", "true")
+	}
+	err := c.Stream(ctx, http.MethodGet, appPath(app)+"/logs", q, nil, func(line []byte) error {
+		var f struct {
+			pier.LogLine
+			Error *pier.Error `json:"error"`
+		}
+		if err := json.Unmarshal(line, &f); err != nil {
+			return fmt.Errorf("a log line from %s is not the expected JSON: %v", c.URL(), err)
+		}
+		if f.Error != nil {
+			return f.Error
+		}
+		return fn(f.LogLine)
+	})
+	if opts.Follow && ctx.Err() != nil {
+		return nil // following ends when the caller stops it
+	}
+	return err
+}
+
+// Run runs a one-off process of the app's current release: command is its
+// argv, run as given, never through a shell (pass "sh", "-c", "..." for
+// one). Its output is copied to stdout and stderr (nil discards) as it
+// comes, and Run returns its exit status. Stdin is not supported: the
+// process reads end-of-file.
+func (c *Client) Run(ctx context.Context, app string, command []string, stdout, stderr io.Writer) (int, error) {
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	req := struct {
+		Command []string `json:"command"`
+	}{command}
+	var exit *int
+	err := c.Stream(ctx, http.MethodPost, appPath(app)+"/run", nil, req, func(line []byte) error {
+		var f pier.RunFrame
+		if err := json.Unmarshal(line, &f); err != nil {
+			return fmt.Errorf("a line of the run from %s is not the expected JSON: %v", c.URL(), err)
+		}
+		switch {
+		case f.Error != nil:
+			return f.Error
+		case f.Exit != nil:
+			exit = f.Exit
+		case f.Stream == pier.StreamStdout:
+			_, err := io.WriteString(stdout, f.Data)
+			return err
+		case f.Stream == pier.StreamStderr:
+			_, err := io.WriteString(stderr, f.Data)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return -1, err
+	}
+	if exit == nil {
+		return -1, fmt.Errorf("the answer of %s ended before the command's exit status: the connection was cut, and the command may still have run", c.URL())
+	}
+	return *exit, nil
 }
 
 func appPath(app string) string { return "/v1/apps" + seg(app) }

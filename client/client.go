@@ -5,6 +5,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -163,32 +164,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	u := *c.base
-	u.RawPath = c.base.EscapedPath() + path
-	u.Path, _ = url.PathUnescape(u.RawPath)
-	u.RawQuery = query.Encode()
-
-	var body io.Reader
-	if in != nil {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(in); err != nil {
-			return fmt.Errorf("encoding the request: %w", err)
-		}
-		body = &buf
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	req, err := c.newRequest(ctx, method, path, query, in, "application/json")
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -216,6 +194,100 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s answered %s with a body that is not the expected JSON (is this the URL of a Pier API?): %v", c.URL(), resp.Status, err)
+	}
+	return nil
+}
+
+// newRequest makes a request of path (relative to the base URL, already
+// escaped) with in, if not nil, as its JSON body.
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, in any, accept string) (*http.Request, error) {
+	u := *c.base
+	u.RawPath = c.base.EscapedPath() + path
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	u.RawQuery = query.Encode()
+
+	var body io.Reader
+	if in != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(in); err != nil {
+			return nil, fmt.Errorf("encoding the request: %w", err)
+		}
+		body = &buf
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", c.userAgent)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+// maxStreamLine bounds one line of a stream: a log line is at most 16 KiB
+// and a run frame holds at most 32 KiB of output, escaped.
+const maxStreamLine = 4 << 20
+
+// Stream sends one request whose answer is a stream of JSON values, one
+// per line (application/x-ndjson), and calls fn with each line, in order,
+// as it arrives. The client's timeout bounds the wait for the answer to
+// begin, not the stream, which lasts until the server ends it, fn fails or
+// ctx ends. An error answer is returned as Do returns it.
+func (c *Client) Stream(ctx context.Context, method, path string, query url.Values, in any, fn func(line []byte) error) error {
+	if c.baseErr != nil {
+		return c.baseErr
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var timer *time.Timer
+	if c.timeout > 0 {
+		timer = time.AfterFunc(c.timeout, cancel)
+	}
+	req, err := c.newRequest(ctx, method, path, query, in, "application/x-ndjson")
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	timedOut := timer != nil && !timer.Stop()
+	if timedOut && parent.Err() == nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return &TimeoutError{URL: c.URL(), Timeout: c.timeout, err: context.DeadlineExceeded}
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return decodeError(resp, c.URL())
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-ndjson") {
+		return fmt.Errorf("%s answered %s with %q, not a stream of JSON lines (is this the URL of a Pier API?)", c.URL(), resp.Status, ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if perr := parent.Err(); perr != nil {
+			return perr
+		}
+		return fmt.Errorf("reading the stream of %s: %w", c.URL(), err)
 	}
 	return nil
 }

@@ -25,12 +25,18 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type env struct {
 	t            *testing.T
 	db           *postgres.DB
+	api          *controller.Server
+	rec          *controller.Reconciler // nil unless made with newEnvWith
 	srv          *httptest.Server
 	now          time.Time
 	admin, alice string // session tokens
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with a Reconciler of sched, as `pierd all` runs;
+// nil sched makes a controller alone, as `pierd controller` runs.
+func newEnvWith(t *testing.T, sched pier.Scheduler) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testenv.Database(t))
@@ -39,10 +45,16 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(db.Close)
 	e := &env{t: t, db: db}
-	api, err := controller.New(ctx, controller.Config{Store: db, PublicURL: "http://pier.localhost:8080"})
+	cfg := controller.Config{Store: db, PublicURL: "http://pier.localhost:8080"}
+	if sched != nil {
+		e.rec = controller.NewReconciler(db, sched, nil)
+		cfg.Reconciler = e.rec
+	}
+	api, err := controller.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.api = api
 	e.srv = httptest.NewServer(api)
 	t.Cleanup(e.srv.Close)
 

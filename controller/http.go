@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 
 	"github.com/pierpaas/pier"
@@ -32,6 +33,8 @@ func statusOf(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case pier.ETOOMANY:
 		return http.StatusTooManyRequests
+	case pier.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
@@ -149,4 +152,53 @@ func list[T any](items []T, next string) pier.List[T] {
 		items = []T{}
 	}
 	return pier.List[T]{Items: items, Next: next}
+}
+
+// decodeQuery reads query parameters into the struct v points to: each
+// field tagged `query:"name"` (a string, an integer or a boolean, or a
+// pointer to one, set only when the parameter is present). Other
+// parameters are ignored. The same struct, as a GET route's in, documents
+// the parameters in the OpenAPI document.
+func decodeQuery(r *http.Request, v any) error {
+	q := r.URL.Query()
+	rv := reflect.ValueOf(v).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		name := f.Tag.Get("query")
+		if name == "" || !q.Has(name) {
+			continue
+		}
+		raw := q.Get(name)
+		fv := rv.Field(i)
+		if fv.Kind() == reflect.Pointer {
+			fv.Set(reflect.New(fv.Type().Elem()))
+			fv = fv.Elem()
+		}
+		shown := raw
+		if len(shown) > 40 {
+			shown = shown[:40] + "…"
+		}
+		switch fv.Kind() {
+		case reflect.String:
+			fv.SetString(raw)
+		case reflect.Int:
+			n, err := strconv.Atoi(raw)
+			if err != nil {
+				return pier.Errorf(pier.EINVALID, "query parameter %s=%q is not a whole number", name, shown)
+			}
+			fv.SetInt(int64(n))
+		case reflect.Bool:
+			b, err := strconv.ParseBool(raw)
+			if raw == "" {
+				b, err = true, nil // ?follow alone means yes
+			}
+			if err != nil {
+				return pier.Errorf(pier.EINVALID, "query parameter %s=%q is not true or false", name, shown)
+			}
+			fv.SetBool(b)
+		default:
+			panic("decodeQuery: unsupported field type " + fv.Type().String())
+		}
+	}
+	return nil
 }

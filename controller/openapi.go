@@ -32,15 +32,21 @@ func openAPIDocument(routes []route) ([]byte, error) {
 				map[string]any{"name": "limit", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 500}},
 				map[string]any{"name": "after", "in": "query", "description": "the 'next' cursor of the previous page", "schema": map[string]string{"type": "string"}})
 		}
+		if rt.method == "GET" && rt.in != nil {
+			params = append(params, g.queryParams(reflect.TypeOf(rt.in))...)
+		}
 		if params != nil {
 			op["parameters"] = params
 		}
-		if rt.in != nil {
+		if rt.in != nil && rt.method != "GET" {
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 				"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.in))}}}
 		}
 		ok := map[string]any{"description": "success"}
-		if rt.out != nil && rt.status != 204 {
+		if st, isStream := rt.out.(streamed); isStream {
+			ok["description"] = "a stream of JSON values as the schema says, one per line, each flushed as it comes; a stream that fails after it began ends with an {\"error\": {\"code\", \"message\"}} line"
+			ok["content"] = map[string]any{"application/x-ndjson": map[string]any{"schema": g.schema(st.streamItem())}}
+		} else if rt.out != nil && rt.status != 204 {
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.out))}}
 		}
 		op["responses"] = map[string]any{
@@ -73,6 +79,25 @@ func itoa(n int) string {
 }
 
 type schemaGen struct{ defs map[string]any }
+
+// queryParams documents the query parameters of a GET route: the fields of
+// t tagged `query:"name"`, described by their `doc` tag (see decodeQuery).
+func (g *schemaGen) queryParams(t reflect.Type) []any {
+	var params []any
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("query")
+		if name == "" {
+			continue
+		}
+		p := map[string]any{"name": name, "in": "query", "schema": g.schema(f.Type)}
+		if doc := f.Tag.Get("doc"); doc != "" {
+			p["description"] = doc
+		}
+		params = append(params, p)
+	}
+	return params
+}
 
 var timeType = reflect.TypeOf(time.Time{})
 

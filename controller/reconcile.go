@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/pierpaas/pier"
 )
@@ -125,17 +128,30 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 		return nil, err
 	}
 	b := &pier.Build{App: req.App, Commit: req.Commit, Strategy: strategy.Name(), CreatedBy: req.User}
+	// The build's output goes to the pusher and, bounded, onto the Build
+	// row, so that `pier builds:info` shows it later.
+	out := req.Log
+	if out == nil {
+		out = io.Discard
+	}
+	blog := newBuildLog(pier.BuildLogMax)
 	res, buildErr := strategy.Build(ctx, pier.BuildRequest{
-		App: req.App, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Log: req.Log,
+		App: req.App, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Log: teeLog{blog, out},
 	})
 	if buildErr != nil {
-		b.Status = pier.BuildFailed
-		if err := r.store.CreateBuild(ctx, b); err != nil {
+		// The pusher is shown the reason by the builder; the stored log
+		// ends with it too. A push whose pusher went away still leaves
+		// its failed build on record.
+		fmt.Fprintf(blog, "!     %s\n", pier.ErrorMessage(buildErr))
+		b.Status, b.Log = pier.BuildFailed, blog.String()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := r.store.CreateBuild(rctx, b); err != nil {
 			r.log.ErrorContext(ctx, "record failed build", "app", req.App, "err", err)
 		}
 		return nil, buildErr
 	}
-	b.Status, b.Image, b.ProcessTypes = pier.BuildSucceeded, res.Image, res.ProcessTypes
+	b.Status, b.Image, b.ProcessTypes, b.Log = pier.BuildSucceeded, res.Image, res.ProcessTypes, blog.String()
 	if err := r.store.CreateBuild(ctx, b); err != nil {
 		return nil, err
 	}
@@ -188,4 +204,85 @@ func firstDeployFormation(f pier.Formation, b *pier.Build, first bool) pier.Form
 		out["web"] = 1
 	}
 	return out
+}
+
+// noBuild is the answer to running something of an app that has nothing to
+// run yet.
+func noBuild(app string) error {
+	return pier.Errorf(pier.EINVALID, "app %q has no build yet: git push first (git push pier main)", app)
+}
+
+// Processes lists the app's processes as the scheduler runs them.
+func (r *Reconciler) Processes(ctx context.Context, app string) ([]pier.Process, error) {
+	ps, err := r.sched.Processes(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	if ps == nil {
+		ps = []pier.Process{}
+	}
+	return ps, nil
+}
+
+// Restart replaces the app's processes of one type ("" for every type)
+// with fresh ones. A type the current release does not define is refused,
+// naming the ones it does.
+func (r *Reconciler) Restart(ctx context.Context, app, processType string) error {
+	if processType != "" {
+		if err := pier.ValidateProcessType(processType); err != nil {
+			return err
+		}
+	}
+	defer r.lock(app)()
+	rel, err := r.store.CurrentRelease(ctx, app)
+	if err != nil {
+		return err
+	}
+	if rel.Build == nil {
+		return noBuild(app)
+	}
+	if _, ok := rel.Build.ProcessTypes[processType]; processType != "" && !ok {
+		known := make([]string, 0, len(rel.Build.ProcessTypes))
+		for t := range rel.Build.ProcessTypes {
+			known = append(known, t)
+		}
+		sort.Strings(known)
+		if len(known) == 0 {
+			return pier.Errorf(pier.EINVALID, "unknown process type %q: the build of app %q defines no process types", processType, app)
+		}
+		return pier.Errorf(pier.EINVALID, "unknown process type %q: app %q defines %s", processType, app, strings.Join(known, ", "))
+	}
+	return r.sched.Restart(ctx, app, processType)
+}
+
+// Logs reads the app's log; see pier.Scheduler. Lines 0 reads the last
+// pier.LogLinesDefault lines.
+func (r *Reconciler) Logs(ctx context.Context, app string, opts pier.LogOptions, fn func(pier.LogLine) error) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if opts.Lines == 0 {
+		opts.Lines = pier.LogLinesDefault
+	}
+	return r.sched.Logs(ctx, app, opts, fn)
+}
+
+// Run runs a one-off process of the app's current release, with its config,
+// and returns its exit status. It runs until the process exits or ctx ends.
+func (r *Reconciler) Run(ctx context.Context, app string, opts pier.RunOptions) (int, error) {
+	if err := pier.ValidateCommand(opts.Command); err != nil {
+		return -1, err
+	}
+	rel, err := r.store.CurrentRelease(ctx, app)
+	if err != nil {
+		return -1, err
+	}
+	if rel.Build == nil {
+		return -1, noBuild(app)
+	}
+	f, err := r.store.Formation(ctx, app)
+	if err != nil {
+		return -1, err
+	}
+	return r.sched.Run(ctx, pier.Deployment{App: app, Release: *rel, Formation: f}, opts)
 }

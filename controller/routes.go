@@ -24,8 +24,8 @@ type route struct {
 	method, pattern string
 	summary         string
 	access          access
-	in              any // request body type, for the OpenAPI document
-	out             any // response body type
+	in              any // request body type, for the OpenAPI document; for a GET, its query parameters (see decodeQuery)
+	out             any // response body type; ndjson[T] for a stream of T
 	status          int // success status
 	handle          func(w http.ResponseWriter, r *http.Request) (any, error)
 }
@@ -71,6 +71,14 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/apps/{app}/formation", "Process counts by type", appMember, nil, pier.Formation{}, 200, s.getFormation},
 		{"PATCH", "/v1/apps/{app}/formation", "Scale process types", appMember, pier.Formation{}, pier.Formation{}, 200, s.scale},
 
+		{"GET", "/v1/apps/{app}/builds", "List builds, newest first (without their logs)", appMember, nil, pier.List[pier.Build]{}, 200, s.listBuilds},
+		{"GET", "/v1/apps/{app}/builds/{id}", "One build with its log (an ID, or latest)", appMember, nil, pier.Build{}, 200, s.getBuild},
+
+		{"GET", "/v1/apps/{app}/ps", "The app's running processes", appMember, nil, pier.List[pier.Process]{}, 200, s.processes},
+		{"POST", "/v1/apps/{app}/ps/restart", "Restart the processes of one type, or all ({} or no body)", appMember, restartRequest{}, nil, 204, s.restart},
+		{"GET", "/v1/apps/{app}/logs", "The app's log: one JSON LogLine per line; with follow, new lines as they come", appMember, logsQuery{}, ndjson[pier.LogLine]{}, 200, s.logs},
+		{"POST", "/v1/apps/{app}/run", "Run a one-off process: its output, then its exit status, as one JSON RunFrame per line (no stdin)", appMember, runRequest{}, ndjson[pier.RunFrame]{}, 200, s.run},
+
 		{"GET", "/v1/apps/{app}/domains", "List the app's domains", appMember, nil, pier.List[pier.Domain]{}, 200, s.listDomains},
 		{"POST", "/v1/apps/{app}/domains", "Add a domain", appMember, domainRequest{}, pier.Domain{}, 201, s.addDomain},
 		{"DELETE", "/v1/apps/{app}/domains/{hostname}", "Remove a domain", appMember, nil, nil, 204, s.removeDomain},
@@ -87,6 +95,7 @@ func (s *Server) routeTable() []route {
 // short by nature (a user's keys, an app's domains).
 var pagedRoutes = map[string]bool{
 	"/v1/users": true, "/v1/apps": true, "/v1/apps/{app}/releases": true, "/v1/apps/{app}/events": true,
+	"/v1/apps/{app}/builds": true,
 }
 
 type ctxKey int
@@ -135,6 +144,9 @@ func (s *Server) endpoint(rt route) http.Handler {
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
+		}
+		if _, ok := out.(written); ok {
+			return // a stream, answered by the handler
 		}
 		if rt.status == http.StatusNoContent {
 			w.WriteHeader(rt.status)

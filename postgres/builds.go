@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -35,17 +37,21 @@ func (db *DB) CreateBuild(ctx context.Context, b *pier.Build) error {
 	default:
 		return pier.Errorf(pier.EINVALID, "build status %q is invalid: use %s, %s or %s", clip(b.Status), pier.BuildPending, pier.BuildSucceeded, pier.BuildFailed)
 	}
+	if len(b.Log) > pier.BuildLogMax {
+		return pier.Errorf(pier.ETOOLARGE, "the log of the build is %d bytes: at most %d", len(b.Log), pier.BuildLogMax)
+	}
 	types := b.ProcessTypes
 	if types == nil {
 		types = map[string]string{} // JSON null is not a set of types
 	}
+	b.Log = textColumn(b.Log)
 	return db.inTx(ctx, func(tx pgx.Tx) error {
 		var appID int64
 		err := tx.QueryRow(ctx,
-			`INSERT INTO builds (app_id, commit_sha, strategy, image, process_types, status, created_by)
-			 SELECT id, $2, $3, $4, $5, $6, $7 FROM apps WHERE name = $1
+			`INSERT INTO builds (app_id, commit_sha, strategy, image, process_types, status, created_by, log)
+			 SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM apps WHERE name = $1
 			 RETURNING app_id, id, created_at`,
-			b.App, b.Commit, b.Strategy, b.Image, types, b.Status, b.CreatedBy).Scan(&appID, &b.ID, &b.CreatedAt)
+			b.App, b.Commit, b.Strategy, b.Image, types, b.Status, b.CreatedBy, b.Log).Scan(&appID, &b.ID, &b.CreatedAt)
 		if isNoRows(err) {
 			return appNotFound(b.App)
 		}
@@ -68,10 +74,22 @@ func buildName(b *pier.Build) string {
 	return c
 }
 
+// textColumn makes s storable in a text column: build output may hold
+// invalid UTF-8 and NUL bytes, which Postgres refuses.
+func textColumn(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// FindBuild returns one build of the app, with its log.
 func (db *DB) FindBuild(ctx context.Context, app string, id int64) (*pier.Build, error) {
+	var log string
 	b, err := scanBuild(db.pool.QueryRow(ctx,
-		`SELECT `+buildColumns+` FROM builds b JOIN apps a ON a.id = b.app_id
-		 WHERE a.name = $1 AND b.id = $2`, app, id), app)
+		`SELECT `+buildColumns+`, b.log FROM builds b JOIN apps a ON a.id = b.app_id
+		 WHERE a.name = $1 AND b.id = $2`, app, id), app, &log)
+	if err == nil {
+		b.Log = log
+	}
 	if isNoRows(err) {
 		if err := appMissing(ctx, db.pool, app); err != nil {
 			return nil, err
@@ -79,6 +97,41 @@ func (db *DB) FindBuild(ctx context.Context, app string, id int64) (*pier.Build,
 		return nil, buildNotFound(app, id)
 	}
 	return b, wrap(err, "find build %d of %s", id, app)
+}
+
+// ListBuilds lists the app's builds, newest first, without their logs; the
+// cursor is the ID of the last build of the previous page.
+func (db *DB) ListBuilds(ctx context.Context, app string, p pier.Page) ([]pier.Build, string, error) {
+	p = p.Normalized()
+	after, err := idCursor(p.After)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := db.pool.Query(ctx,
+		`SELECT `+buildColumns+` FROM builds b
+		 WHERE b.app_id = (SELECT id FROM apps WHERE name = $1) AND ($2::bigint = 0 OR b.id < $2::bigint)
+		 ORDER BY b.id DESC
+		 LIMIT $3`, app, after, p.Limit+1)
+	if err != nil {
+		return nil, "", wrap(err, "list builds of %s", app)
+	}
+	builds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pier.Build, error) {
+		b, err := scanBuild(row, app)
+		if err != nil {
+			return pier.Build{}, err
+		}
+		return *b, nil
+	})
+	if err != nil {
+		return nil, "", wrap(err, "list builds of %s", app)
+	}
+	if len(builds) == 0 {
+		if err := appMissing(ctx, db.pool, app); err != nil {
+			return nil, "", err
+		}
+	}
+	builds, next := cutPage(builds, p.Limit, func(b pier.Build) string { return strconv.FormatInt(b.ID, 10) })
+	return builds, next, nil
 }
 
 func buildNotFound(app string, id int64) error {
