@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks run test test-short vet bench clean
+.PHONY: help build lifecycle buildpacks run test test-short vet bench bench-push clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,7 +44,10 @@ test-short: ## the fast inner loop: unit tests only
 	$(GO) test -short ./...
 
 bench: ## API benchmarks against a real Postgres (see bench/README.md)
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/
+	$(GO) test -run '^$$' -bench API -benchtime 3s ./bench/
+
+bench-push: ## git push to serving of the Go sample, cold and warm, against the bare lifecycle (see bench/README.md)
+	$(GO) test -run '^$$' -bench Push -benchtime 5x -timeout 30m ./bench/
 
 clean: ## remove build outputs (not .pier/, which holds your data)
 	rm -rf $(BIN)

@@ -1,5 +1,8 @@
-// Package bench holds Pier's API benchmarks: config:set and apps:info
+// Package bench holds Pier's benchmarks: config:set and apps:info
 // throughput and latency through the real HTTP API against a real Postgres,
-// side by side with pgbench running the same SQL. The code is in the
-// package's tests; see README.md for how to run them and the numbers.
+// side by side with pgbench running the same SQL (BenchmarkAPI); and the
+// time from `git push` to the new code serving for the Go sample, cold and
+// warm, against the bare CNB lifecycle on the same source (BenchmarkPush).
+// The code is in the package's tests; see README.md for how to run them and
+// the numbers.
 package bench
