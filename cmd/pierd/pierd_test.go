@@ -216,10 +216,10 @@ func TestFirstSession(t *testing.T) {
 	if len(rels) != 6 || rels[0].Version != 6 || rels[0].Note != "Rollback to v1" || rels[1].Note != "Rollback to v2" {
 		t.Fatalf("releases after rollback: %+v", rels)
 	}
-	var f pier.Formation
-	jsonOut(t, c.must("", "ps", "-a", "myapp", "--json"), &f)
-	if f["web"] != 2 {
-		t.Fatalf("formation: %v", f)
+	var info pier.AppInfo
+	jsonOut(t, c.must("", "apps:info", "-a", "myapp", "--json"), &info)
+	if info.Formation["web"] != 2 {
+		t.Fatalf("formation: %v", info.Formation)
 	}
 	c.must("", "apps:create", "keeper")
 	if out, err := c.run("", "apps:destroy", "-a", "myapp"); err == nil {

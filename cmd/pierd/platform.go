@@ -37,6 +37,8 @@ type platform struct {
 	ssh      *builder.Server
 	sshPort  atomic.Value // string, once the builder listens
 	unfollow func()
+
+	stopWatch func() // stops following the domains table, and waits
 }
 
 // gitURL is where to push an app. git over SSH dials plain localhost: ssh
@@ -122,6 +124,19 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 			cmd.Dir = filepath.Join(d.Release.Build.Image, "app")
 			return cmd, nil
 		},
+		// `pier run`: the launcher with "--" executes the command as given
+		// (no shell) with the layers' environment, as a process type would
+		// have it: a Python app's venv, a Node app's node_modules/.bin.
+		RunCommand: func(d pier.Deployment, command []string) (*exec.Cmd, error) {
+			if d.Release.Build == nil {
+				return nil, errors.New("the release has no build")
+			}
+			_, env := p.strategy.LaunchCommand(d.Release.Build.Image, "web")
+			cmd := exec.Command(filepath.Join(d.Release.Build.Image, "cnb", "lifecycle", "launcher"), append([]string{"--"}, command...)...)
+			cmd.Env = env
+			cmd.Dir = filepath.Join(d.Release.Build.Image, "app")
+			return cmd, nil
+		},
 	})
 	if err != nil {
 		p.strategy.Close()
@@ -145,6 +160,14 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		Logger: log,
 	})
 	p.unfollow = p.router.Follow(p.sched)
+	// Custom domains come from Postgres, whichever controller added them.
+	wctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		db.WatchDomains(wctx, log, p.router.SetDomains)
+	}()
+	p.stopWatch = func() { cancel(); <-watched }
 
 	var err error
 	p.ssh, err = builder.New(builder.Config{
@@ -222,6 +245,9 @@ func (p *platform) stop(ctx context.Context) {
 	}
 	if p.unfollow != nil {
 		p.unfollow()
+	}
+	if p.stopWatch != nil {
+		p.stopWatch()
 	}
 	p.sched.Shutdown(ctx)
 	p.strategy.Close()

@@ -1,171 +1,265 @@
 package main_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pierpaas/pier"
 )
 
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("builds apps with the CNB lifecycle")
+	}
+}
+
 // TestGitPush: the embedded default end to end, with the real git and
 // OpenSSH client: push a Go app, see it served through the router, change
-// its config, push new code, roll back.
+// its config and push new code under load without a failed request, scale
+// it, roll back, and survive failed builds, crashes on boot and two
+// pushes at once.
 func TestGitPush(t *testing.T) {
-	if testing.Short() && os.Getenv("CI") != "true" {
-		t.Skip("builds an app with the CNB lifecycle")
-	}
-	data := filepath.Join(t.TempDir(), "data")
-	d := startPierd(t, []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}, "all")
-	m := sshListening.FindStringSubmatch(d.out.String())
-	if m == nil {
-		t.Fatalf("no builder address:\n%s", d.out)
-	}
-	sshAddr := m[1]
-	c := newCLI(t)
-	c.must("push test password\n", "register", d.url, "--username", "dev", "--bootstrap-token-file", filepath.Join(data, "bootstrap-token"), "--password-stdin")
-
-	key := filepath.Join(t.TempDir(), "id_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	c.must("", "keys:add", key+".pub")
-	src := t.TempDir()
-	copySample(t, "testdata/hello", src)
-	port := sshAddr[strings.LastIndex(sshAddr, ":")+1:]
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(),
-			"GIT_SSH_COMMAND=ssh -i "+key+" -p "+port+" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR",
-			"GIT_AUTHOR_NAME=dev", "GIT_AUTHOR_EMAIL=dev@example.com", "GIT_COMMITTER_NAME=dev", "GIT_COMMITTER_EMAIL=dev@example.com",
-			"HOME="+c.config)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %s: %v\n%s\npierd:\n%s", strings.Join(args, " "), err, out, d.out)
-		}
-		return string(out)
-	}
-	git("init", "-q", "-b", "main")
-	git("add", ".")
-	git("commit", "-q", "-m", "first")
-	// apps:create inside the repo adds the 'pier' remote, as heroku create does.
-	create := exec.Command(filepath.Join(binDir, "pier"), "apps:create", "hello")
-	create.Dir = src
-	create.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.config, "HOME="+c.config)
-	if out, err := create.CombinedOutput(); err != nil || !strings.Contains(string(out), "Git remote pier added") {
-		t.Fatalf("apps:create in the repo: %v\n%s", err, out)
-	}
-	if remote := git("remote", "get-url", "pier"); strings.TrimSpace(remote) != "ssh://git@localhost:"+port+"/hello.git" {
+	skipShort(t)
+	s := startStack(t)
+	r := s.newRepo("testdata/hello", "hello")
+	if remote := r.git("remote", "get-url", "pier"); strings.TrimSpace(remote) != "ssh://git@localhost:"+s.sshPort+"/hello.git" {
 		t.Fatalf("pier remote is %q", remote)
 	}
-	out := git("push", "pier", "main")
-	if !strings.Contains(out, "Go app detected") || !strings.Contains(out, "Released v2") {
+	out := r.mustPush()
+	if !strings.Contains(out, "-----> Go app detected") || !strings.Contains(out, "Released v2") || !strings.Contains(out, "http://hello.pier.localhost:"+s.httpPort()) {
 		t.Fatalf("push output:\n%s", out)
 	}
-	get := func() string {
-		t.Helper()
-		req, _ := http.NewRequest("GET", d.url+"/", nil)
-		req.Host = "hello.pier.localhost" + d.url[strings.LastIndex(d.url, ":"):]
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		if res.StatusCode != 200 {
-			t.Fatalf("GET hello: %d %s", res.StatusCode, b)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	if got := get(); got != "hello  from one" {
+	if got := s.body("hello", "/"); got != "hello  from one" {
 		t.Fatalf("first deploy serves %q", got)
 	}
 
-	// config:set redeploys with the new value.
-	c.must("", "config:set", "GREETING=world", "-a", "hello")
-	if got := get(); got != "hello world from one" {
+	// config:set redeploys with the new value, and no request fails
+	// while it does.
+	var load loadResult
+	load.during(t, s, "hello", func() { s.c.must("", "config:set", "GREETING=world", "-a", "hello") })
+	load.check(t, "config:set", "hello  from one", "hello world from one")
+	if got := s.body("hello", "/"); got != "hello world from one" {
 		t.Fatalf("after config:set: %q", got)
 	}
 
-	// A one-line change, pushed: the new code serves.
-	b, _ := os.ReadFile(filepath.Join(src, "main.go"))
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(strings.Replace(string(b), `"one"`, `"two"`, 1)), 0o644)
-	git("commit", "-q", "-am", "second")
-	start := time.Now()
-	out = git("push", "pier", "main")
-	t.Logf("warm push to serving: %s", time.Since(start))
+	// A one-line change, pushed under load: the new code serves, and not
+	// one request fails during the switch (acceptance point 3).
+	r.edit("main.go", `"one"`, `"two"`, "second")
+	load = loadResult{}
+	load.during(t, s, "hello", func() {
+		start := time.Now()
+		out = r.mustPush()
+		t.Logf("warm push to serving: %s", time.Since(start))
+	})
 	if !strings.Contains(out, "Released v4") {
 		t.Fatalf("second push output:\n%s", out)
 	}
-	if got := get(); got != "hello world from two" {
-		t.Fatalf("after the second push: %q", got)
+	load.check(t, "git push", "hello world from one", "hello world from two")
+
+	// Scale out: three processes, and requests reach each of them.
+	s.c.must("", "scale", "web=3", "-a", "hello")
+	pids := map[string]int{}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; i < 60; i++ {
+		code, pid, err := s.get(client, "hello", "/pid")
+		if err != nil || code != 200 {
+			t.Fatalf("GET /pid: %d %v", code, err)
+		}
+		pids[pid]++
 	}
+	if len(pids) != 3 {
+		t.Fatalf("60 requests to web=3 reached %d processes: %v", len(pids), pids)
+	}
+	// ps shows them; logs has what they printed; run runs a command with
+	// the release's environment and exits with its status.
+	if out := s.c.must("", "ps", "-a", "hello"); !strings.Contains(out, "=== web (3)") ||
+		!strings.Contains(out, "web.1: up") || !strings.Contains(out, "web.3: up") || !strings.Contains(out, "v4") {
+		t.Fatalf("ps:\n%s", out)
+	}
+	var procs []pier.Process
+	jsonOut(t, s.c.must("", "ps", "-a", "hello", "--json"), &procs)
+	if len(procs) != 3 {
+		t.Fatalf("ps --json: %+v", procs)
+	}
+	eventually(t, 10*time.Second, "logs show web.3 starting", func() (bool, string) {
+		out := s.c.must("", "logs", "-a", "hello", "-n", "200")
+		return strings.Contains(out, "app[web.3]: version two listening"), out
+	})
+	out, err := s.c.run("", "run", "-a", "hello", "--", "sh", "-c", "echo greeting=$GREETING; echo oops >&2; exit 7")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || !strings.Contains(out, "greeting=world") || !strings.Contains(out, "oops") {
+		t.Fatalf("pier run: %v\n%s", err, out)
+	}
+	if out := s.c.must("", "builds:info", "-a", "hello"); !strings.Contains(out, "Go app detected") || !strings.Contains(out, "succeeded") {
+		t.Fatalf("builds:info:\n%s", out)
+	}
+	s.c.must("", "scale", "web=1", "-a", "hello")
+
+	// A custom domain reaches the app through the router.
+	s.c.must("", "domains:add", "www.hello.test", "-a", "hello")
+	eventually(t, 10*time.Second, "www.hello.test serves the app", func() (bool, string) {
+		req, _ := http.NewRequest("GET", s.d.url+"/", nil)
+		req.Host = "www.hello.test"
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode == 200 && strings.TrimSpace(string(b)) == "hello world from two", fmt.Sprintf("%d %s", res.StatusCode, b)
+	})
 
 	// A build that fails, and code that crashes on boot: each push exits
 	// non-zero with the reason, and v4 keeps serving.
-	gitFails := func(want string, args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(),
-			"GIT_SSH_COMMAND=ssh -i "+key+" -p "+port+" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR",
-			"HOME="+c.config)
-		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), want) {
-			t.Fatalf("git %s: %v, want a failure saying %q:\n%s", strings.Join(args, " "), err, want, out)
-		}
+	good, _ := os.ReadFile(r.dir + "/main.go")
+	r.edit("main.go", "func main() {", "func broken() { undefined() }\n\nfunc main() {", "does not compile")
+	if out, err := r.push(); err == nil || !strings.Contains(out, "undefined") {
+		t.Fatalf("push of code that does not compile: %v\n%s", err, out)
 	}
-	good, _ := os.ReadFile(filepath.Join(src, "main.go"))
-	os.WriteFile(filepath.Join(src, "main.go"), append(good, []byte("\nfunc broken() { undefined() }\n")...), 0o644)
-	git("commit", "-q", "-am", "does not compile")
-	gitFails("undefined", "push", "pier", "main")
-	if got := get(); got != "hello world from two" {
+	if got := s.body("hello", "/"); got != "hello world from two" {
 		t.Fatalf("after a failed build: %q", got)
 	}
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(strings.Replace(string(good), `func main() {`, `func main() {
+	if out := s.c.must("", "builds:info", "-a", "hello"); !strings.Contains(out, "failed") || !strings.Contains(out, "undefined: undefined") {
+		t.Fatalf("builds:info of the failed build:\n%s", out)
+	}
+	os.WriteFile(r.dir+"/main.go", []byte(strings.Replace(string(good), `func main() {`, `func main() {
 	if len(os.Args) > 0 {
 		fmt.Fprintln(os.Stderr, "boom: refusing to start")
 		os.Exit(3)
 	}`, 1)), 0o644)
-	git("commit", "-q", "-am", "crashes on boot")
-	gitFails("boom: refusing to start", "push", "pier", "main")
-	if got := get(); got != "hello world from two" {
+	r.git("commit", "-q", "-am", "crashes on boot")
+	if out, err := r.push(); err == nil || !strings.Contains(out, "boom: refusing to start") {
+		t.Fatalf("push of code that crashes on boot: %v\n%s", err, out)
+	}
+	if got := s.body("hello", "/"); got != "hello world from two" {
 		t.Fatalf("after a crash on boot: %q", got)
 	}
 	var rels []pier.Release
-	jsonOut(t, c.must("", "releases", "-a", "hello", "--json"), &rels)
+	jsonOut(t, s.c.must("", "releases", "-a", "hello", "--json"), &rels)
 	if rels[0].Version != 4 {
 		t.Fatalf("failed pushes made releases: %+v", rels[0])
 	}
 
 	// Rollback to v3: the old code serves again.
-	c.must("", "releases:rollback", "v3", "-a", "hello")
-	if got := get(); got != "hello world from one" {
+	s.c.must("", "releases:rollback", "v3", "-a", "hello")
+	if got := s.body("hello", "/"); got != "hello world from one" {
 		t.Fatalf("after rollback: %q", got)
 	}
-	d.stop(t)
+
+	// Two teammates push at once (acceptance point 6): the pushes are
+	// serialized, both deploy, with consecutive releases, and the one
+	// that went second serves.
+	os.WriteFile(r.dir+"/main.go", good, 0o644)
+	r.git("commit", "-q", "-am", "fixed")
+	a, b := r, r.clone()
+	a.edit("main.go", `"two"`, `"A"`, "A's change")
+	b.edit("main.go", `"two"`, `"B"`, "B's change")
+	outs := make([]string, 2)
+	var wg sync.WaitGroup
+	for i, w := range []*repo{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := w.push("--force")
+			if err != nil {
+				out += fmt.Sprintf("\n(exit: %v)", err)
+			}
+			outs[i] = out
+		}()
+	}
+	wg.Wait()
+	released := regexp.MustCompile(`Released v(\d+)`)
+	var versions []string
+	for _, out := range outs {
+		m := released.FindStringSubmatch(out)
+		if m == nil || strings.Contains(out, "(exit:") {
+			t.Fatalf("concurrent pushes:\n--- A:\n%s\n--- B:\n%s", outs[0], outs[1])
+		}
+		versions = append(versions, m[1])
+	}
+	sort.Strings(versions)
+	if versions[0] != "6" || versions[1] != "7" {
+		t.Fatalf("concurrent pushes released %v, want v6 and v7:\n--- A:\n%s\n--- B:\n%s", versions, outs[0], outs[1])
+	}
+	if !strings.Contains(outs[0]+outs[1], "waiting for another push to hello") {
+		t.Errorf("neither push waited for the other:\n--- A:\n%s\n--- B:\n%s", outs[0], outs[1])
+	}
+	last := "A"
+	if strings.Contains(outs[1], "Released v7") {
+		last = "B"
+	}
+	if got := s.body("hello", "/"); got != "hello world from "+last {
+		t.Fatalf("after concurrent pushes (v7 from %s) serves %q", last, got)
+	}
+	s.d.stop(t)
 }
 
-func copySample(t *testing.T, from, to string) {
+// loadResult counts what a load loop saw.
+type loadResult struct {
+	mu       sync.Mutex
+	requests int
+	bodies   map[string]int
+	failures []string
+}
+
+// during runs fn while a load loop requests the app through the router,
+// then a little longer, so that the loop spans the whole switch. The loop
+// is bounded: about a thousand requests a second at most.
+func (l *loadResult) during(t *testing.T, s *stack, app string, fn func()) {
 	t.Helper()
-	entries, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
+	l.bodies = map[string]int{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 10 * time.Second}
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			code, body, err := s.get(client, app, "/")
+			l.mu.Lock()
+			l.requests++
+			if err != nil || code != 200 {
+				if len(l.failures) < 10 {
+					l.failures = append(l.failures, fmt.Sprintf("%d %v %.100s", code, err, body))
+				} else {
+					l.failures = append(l.failures, "")
+				}
+			} else {
+				l.bodies[body]++
+			}
+			l.mu.Unlock()
+		}
+	}()
+	fn()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	<-done
+}
+
+// check fails the test if any request failed, or if the loop did not see
+// both the old and the new answer (it would not have spanned the switch).
+func (l *loadResult) check(t *testing.T, what, old, new string) {
+	t.Helper()
+	t.Logf("%s under load: %d requests, %d failed, answers %v", what, l.requests, len(l.failures), l.bodies)
+	if len(l.failures) > 0 {
+		t.Errorf("%s: %d of %d requests failed, first: %q", what, len(l.failures), l.requests, l.failures)
 	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if l.bodies[old] == 0 || l.bodies[new] == 0 {
+		t.Errorf("%s: the load loop did not span the switch from %q to %q: %v", what, old, new, l.bodies)
 	}
 }

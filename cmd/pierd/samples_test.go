@@ -1,0 +1,45 @@
+package main_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSamples is acceptance point 1 for the languages other than Go (which
+// TestGitPush covers): each sample goes from `git push pier main` to an
+// HTTP 200 through the router, detected by the buildpack named.
+func TestSamples(t *testing.T) {
+	skipShort(t)
+	s := startStack(t)
+	samples := []struct {
+		dir, app, detected, body string
+		config                   []string
+	}{
+		// The Node sample's build script writes $GREETING into a file:
+		// config vars reach the build.
+		{"node-hello", "node-hello", "Node.js app detected", "hello from node, built with hi from the build", []string{"GREETING=hi from the build"}},
+		{"python-hello", "python-hello", "Python app detected", "hello from python", nil},
+		{"static-site", "static-site", "Static site detected", "<!doctype html><title>hi</title><p>hello from static</p>", nil},
+		{"procfile-shell", "shell-app", "Procfile detected", "hello from the shell", nil},
+	}
+	for _, sm := range samples {
+		t.Run(sm.dir, func(t *testing.T) {
+			r := s.newRepo("../../builder/host/testdata/"+sm.dir, sm.app)
+			if len(sm.config) > 0 {
+				s.c.must("", append([]string{"config:set", "-a", sm.app}, sm.config...)...)
+			}
+			out := r.mustPush()
+			if !strings.Contains(out, "-----> "+sm.detected) || !strings.Contains(out, "Released v") {
+				t.Fatalf("push of %s:\n%s", sm.dir, out)
+			}
+			path := "/"
+			if sm.dir == "procfile-shell" {
+				path = "/hello.txt"
+			}
+			if got := s.body(sm.app, path); got != sm.body {
+				t.Fatalf("%s serves %q, want %q", sm.app, got, sm.body)
+			}
+		})
+	}
+	s.d.stop(t)
+}
