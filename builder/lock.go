@@ -28,7 +28,7 @@ const lockPollInterval = 100 * time.Millisecond
 const stillWaitingEvery = 30 * time.Second
 
 // acquirePushLock takes the lock at path, telling the pusher (on w) when it
-// has to wait, for at most timeout.
+// has to wait, for at most timeout (no limit but ctx if timeout <= 0).
 func acquirePushLock(ctx context.Context, path, app string, timeout time.Duration, w io.Writer) (*pushLock, error) {
 	// O_CLOEXEC (Go's default) keeps git from inheriting the lock.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -40,14 +40,26 @@ func acquirePushLock(ctx context.Context, path, app string, timeout time.Duratio
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return &pushLock{f: f}, nil
+			// RemoveRepo deletes the lock file while holding it: a lock
+			// taken on a file no longer at path guards nothing. Take the
+			// one at path instead.
+			if held, err := f.Stat(); err == nil {
+				if now, err := os.Stat(path); err == nil && os.SameFile(held, now) {
+					return &pushLock{f: f}, nil
+				}
+			}
+			f.Close()
+			if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		waited := time.Since(start)
-		if waited >= timeout {
+		if timeout > 0 && waited >= timeout {
 			f.Close()
 			return nil, errPushBusy{app: app, waited: waited.Round(time.Second)}
 		}

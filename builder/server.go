@@ -37,13 +37,19 @@ import (
 const (
 	DefaultAddr         = ":2222"
 	DefaultMaxPushBytes = 500 << 20
-	// A build may be quiet for minutes (compiling); the Deployer's output
-	// is what keeps the connection from going idle, so leave it room.
+	// No traffic either way for this long ends a connection. A build may
+	// be quiet for minutes (compiling): during a deploy the server sends
+	// keepalives, so only a client that stalls counts as idle.
 	DefaultIdleTimeout = 10 * time.Minute
 	// Covers a push, a queued push before it, and a build (15 min default).
 	DefaultMaxTimeout = time.Hour
 	// A queued push waits this long for the one before it to finish.
 	DefaultLockTimeout = 20 * time.Minute
+	// A connection must authenticate within this (OpenSSH's LoginGraceTime).
+	DefaultLoginGraceTime = 30 * time.Second
+	// At most this many connections may be authenticating at once; more
+	// are closed as soon as they are accepted (OpenSSH's MaxStartups).
+	DefaultMaxUnauthenticated = 64
 )
 
 // Config configures a Server. DataDir, Store and Deployer are required.
@@ -54,9 +60,16 @@ type Config struct {
 	Deployer     Deployer
 	Logger       *slog.Logger  // slog.Default() if nil
 	MaxPushBytes int64         // bytes a push may send; DefaultMaxPushBytes if 0, no limit if < 0
-	IdleTimeout  time.Duration // connection closed after this long without traffic
-	MaxTimeout   time.Duration // connection closed after this long whatever happens
+	IdleTimeout  time.Duration // connection closed after this long without traffic either way; none if < 0
+	MaxTimeout   time.Duration // connection closed after this long whatever happens; none if < 0
 	LockTimeout  time.Duration // how long a push waits for another push to the same app
+
+	// LoginGraceTime closes a connection that has not authenticated this
+	// long after it was accepted; DefaultLoginGraceTime if 0, none if < 0.
+	LoginGraceTime time.Duration
+	// MaxUnauthenticated caps the connections not yet authenticated; one
+	// more is closed at once. DefaultMaxUnauthenticated if 0, none if < 0.
+	MaxUnauthenticated int
 }
 
 // Server is the builder's SSH server.
@@ -67,6 +80,7 @@ type Server struct {
 	hostKey  gossh.Signer
 	reposDir string
 	ssh      *gliderssh.Server
+	preauth  *preauth
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -101,6 +115,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LockTimeout == 0 {
 		cfg.LockTimeout = DefaultLockTimeout
 	}
+	if cfg.LoginGraceTime == 0 {
+		cfg.LoginGraceTime = DefaultLoginGraceTime
+	}
+	if cfg.MaxUnauthenticated == 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
 	git, err := exec.LookPath("git")
 	if err != nil {
 		return nil, fmt.Errorf("builder: git is needed to receive pushes: %w", err)
@@ -111,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		git:      git,
 		reposDir: filepath.Join(cfg.DataDir, "repos"),
 	}
+	s.preauth = &preauth{grace: cfg.LoginGraceTime, max: cfg.MaxUnauthenticated, log: s.log}
 	// Repos hold every app's source: only pierd may read them; builds get
 	// a copy (CheckoutTree).
 	if err := os.MkdirAll(s.reposDir, 0o700); err != nil {
@@ -129,8 +150,13 @@ func New(cfg Config) (*Server, error) {
 		// git never asks for a terminal, and gliderlabs rewrites "\n" to
 		// "\r\n" on a pty, which would corrupt git's protocol.
 		PtyCallback: func(gliderssh.Context, gliderssh.Pty) bool { return false },
-		IdleTimeout: cfg.IdleTimeout,
-		MaxTimeout:  cfg.MaxTimeout,
+		// Hostile clients: a bounded number of connections may be
+		// authenticating, each for a bounded time (preauth); then the idle
+		// and absolute timeouts apply.
+		ConnCallback:         s.preauth.accept,
+		ServerConfigCallback: s.preauth.serverConfig,
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxTimeout:           cfg.MaxTimeout,
 		// Only sessions: no port forwarding, no subsystems (sftp), no
 		// global requests. Non-nil maps keep gliderlabs' defaults out.
 		ChannelHandlers:   map[string]gliderssh.ChannelHandler{"session": gliderssh.DefaultSessionHandler},
@@ -180,6 +206,7 @@ func (s *Server) Addr() net.Addr {
 // and their deploys) to finish until ctx ends; then it closes them, which
 // cancels their git processes and deploys.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.preauth.close()
 	err := s.ssh.Shutdown(ctx)
 	if err != nil {
 		s.ssh.Close()
@@ -322,6 +349,14 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 		return refuse("internal error; try again")
 	}
 	defer lock.Unlock()
+	// The app may have been destroyed while this push waited (RemoveRepo
+	// held the lock): no repository for an app that is gone.
+	if _, _, err := s.cfg.Store.AppAccess(ctx, app, username); pier.ErrorCode(err) == pier.ENOTFOUND {
+		return refuse(noAccess, app)
+	} else if err != nil {
+		log.Error("checking app access", "err", err)
+		return refuse("internal error; try again")
+	}
 
 	dir, err := s.ensureRepo(ctx, app)
 	if err != nil {
@@ -382,6 +417,7 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 
 	start := time.Now()
 	log.Info("deploying", "ref", ref, "commit", commit)
+	stopKeepalive := s.keepalive(ctx)
 	err = s.cfg.Deployer.Deploy(ctx, DeployRequest{
 		App:    app,
 		User:   username,
@@ -390,6 +426,7 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 		Ref:    ref,
 		Log:    stderr,
 	})
+	stopKeepalive()
 	if err != nil {
 		log.Warn("deploy failed", "commit", commit, "err", err, "duration", time.Since(start))
 		fmt.Fprintf(stderr, "pier: deploy failed: %s\n", oneLine(pier.ErrorMessage(err)))
@@ -397,6 +434,89 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 	}
 	log.Info("deployed", "commit", commit, "duration", time.Since(start))
 	return res.code
+}
+
+// maxKeepaliveEvery bounds the interval between keepalives.
+const maxKeepaliveEvery = time.Minute
+
+// keepalive sends the client a keepalive request every so often until
+// stop is called: a build may print nothing for minutes (compiling), and
+// the idle timeout must not end a push while the server is the one at work.
+// The request wants no reply; sending it is traffic. (While the client is
+// the one that should talk, as in receive-pack, none are sent: a stalled
+// client holding the app's push lock is ended by the idle timeout.)
+func (s *Server) keepalive(ctx gliderssh.Context) (stop func()) {
+	conn, ok := ctx.Value(gliderssh.ContextKeyConn).(*gossh.ServerConn)
+	every := min(s.cfg.IdleTimeout/3, maxKeepaliveEvery)
+	if !ok || every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if _, _, err := conn.SendRequest("keepalive@openssh.com", false, nil); err != nil {
+					return
+				}
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// RemoveRepo deletes the bare repository of app and its lock file, for an
+// app that has been destroyed. It waits for a push to the app in progress
+// to finish (it takes the app's push lock), for as long as ctx allows. It
+// removes nothing and returns nil when the app has no repository; an
+// invalid app name is refused, so nothing outside the repos directory can
+// ever be named.
+func (s *Server) RemoveRepo(ctx context.Context, app string) error {
+	if err := pier.ValidateAppName(app); err != nil {
+		return err
+	}
+	dir, lockPath := s.repoDir(app), s.lockPath(app)
+	_, errRepo := os.Lstat(dir)
+	_, errLock := os.Lstat(lockPath)
+	if errors.Is(errRepo, fs.ErrNotExist) && errors.Is(errLock, fs.ErrNotExist) {
+		return nil
+	}
+	lock, err := acquirePushLock(ctx, lockPath, app, 0, io.Discard)
+	if err != nil {
+		return fmt.Errorf("removing the repository of %s: %w", app, err)
+	}
+	defer lock.Unlock()
+	var errs []error
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	// What a crash in ensureRepo left: ".init-<app>-<digits>" (the digits
+	// tell it from the leftover of an app whose name extends this one's).
+	tmps, _ := filepath.Glob(filepath.Join(s.reposDir, ".init-"+app+"-*"))
+	for _, t := range tmps {
+		if rest := strings.TrimPrefix(filepath.Base(t), ".init-"+app+"-"); rest != "" && strings.Trim(rest, "0123456789") == "" {
+			if err := os.RemoveAll(t); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Removed while held: a push that waited on this file finds it gone
+	// once it gets the lock, and locks a new one (see acquirePushLock).
+	if err := os.Remove(lockPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("removing the repository of %s: %w", app, err)
+	}
+	s.log.Info("repository removed", "app", app)
+	return nil
 }
 
 // ensureRepo returns the app's bare repository, creating it on the first

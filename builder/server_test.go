@@ -278,6 +278,8 @@ func (h *harness) snapshot() []string {
 type fakeDeployer struct {
 	checkouts string
 	delay     time.Duration
+	started   chan struct{} // if not nil, told when a deploy starts
+	release   chan struct{} // if not nil, a deploy waits for it to close
 
 	mu    sync.Mutex
 	err   error
@@ -300,10 +302,20 @@ func (f *fakeDeployer) Deploy(ctx context.Context, req DeployRequest) error {
 	if err := CheckoutTree(ctx, req.Repo, req.Commit, tree); err != nil {
 		return err
 	}
+	if f.started != nil {
+		f.started <- struct{}{}
+	}
 	select {
 	case <-time.After(f.delay):
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

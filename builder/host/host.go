@@ -12,6 +12,7 @@
 //	<WorkDir>/<app>/<build id>/layers   the launch layers and config/metadata.toml
 //	<WorkDir>/<app>/<build id>/cnb      the launcher and one symlink to it per process type
 //	<WorkDir>/<app>/.cache/             cache layers kept between builds of the app
+//	<WorkDir>/.pgroups/                 records of the build phases running (pierd's alone)
 //
 // BuildResult.Image is that build directory. Once the build is done nothing
 // changes it (when pierd runs as root it is handed back to root, so neither
@@ -71,6 +72,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/buildpacks"
+	"github.com/pierpaas/pier/internal/pgroup"
 )
 
 // PlatformAPI is the CNB platform API Pier speaks to the lifecycle and the
@@ -117,6 +119,7 @@ type Strategy struct {
 	cfg      Config
 	root     bool   // running as root: builds switch to cfg.UID/GID
 	stage    string // lifecycle and buildpacks, copied where the build user can read them
+	groups   *pgroup.Records
 	mu       sync.Mutex
 	appLocks map[string]*sync.Mutex
 }
@@ -127,6 +130,10 @@ var _ pier.BuildStrategy = (*Strategy)(nil)
 // WorkDir/.cnb: the operator's copies may live where the unprivileged build
 // user cannot reach (a checkout under /root), and a `make` rebuilding them
 // must not change a build that is running.
+//
+// First it kills what the builds of an earlier, killed pierd left running
+// (the lifecycle, and the compilers and package managers under it): every
+// build phase's process group is recorded in WorkDir/.pgroups while it runs.
 func New(cfg Config) (*Strategy, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -158,6 +165,14 @@ func New(cfg Config) (*Strategy, error) {
 	s := &Strategy{cfg: cfg, root: os.Geteuid() == 0, appLocks: map[string]*sync.Mutex{}}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
+	}
+	// No app is named ".pgroups", and builds cannot write to WorkDir itself.
+	var err error
+	if s.groups, err = pgroup.Open(filepath.Join(cfg.WorkDir, ".pgroups")); err != nil {
+		return nil, fmt.Errorf("host builds: %w", err)
+	}
+	if _, err := s.groups.Reap(cfg.Logger.With("component", "builds")); err != nil {
+		return nil, fmt.Errorf("host builds: removing the records of finished builds: %w", err)
 	}
 	var suffix [4]byte
 	rand.Read(suffix[:])
@@ -387,7 +402,7 @@ func (s *Strategy) timedOut(ctx context.Context, log io.Writer) error {
 // phase runs one lifecycle phase. The lifecycle is one binary that picks
 // the phase from argv[0]; arguments go in a vector, never through a shell.
 func (s *Strategy) phase(ctx context.Context, uid, gid int, tmp, name string, out io.Writer, args ...string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(s.stage, "lifecycle", "lifecycle"), args...)
+	cmd := exec.Command(filepath.Join(s.stage, "lifecycle", "lifecycle"), args...)
 	cmd.Args[0] = name
 	cmd.Dir = tmp
 	cmd.Env = s.buildEnv(tmp)
@@ -397,15 +412,34 @@ func (s *Strategy) phase(ctx context.Context, uid, gid int, tmp, name string, ou
 		// The lifecycle refuses to run as root, and builds must not.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	// On timeout or cancel, kill the whole process group: the buildpacks'
-	// children (go build, npm) must not outlive the build.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// Output pipes held open by a process that left the group end too.
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // stragglers of a finished phase
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return err
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	// Recorded, so that a pierd killed mid-build has the phase killed
+	// when it starts again.
+	g, err := s.groups.Track(cmd)
+	if err != nil {
+		return err
+	}
+	// Wait kills the stragglers of a finished phase, in its group, and
+	// reaps it.
+	waitc := make(chan error, 1)
+	go func() { waitc <- g.Wait() }()
+	select {
+	case err := <-waitc:
+		return err
+	case <-ctx.Done():
+		// On timeout or cancel, kill the whole process group: the
+		// buildpacks' children (go build, npm) must not outlive the build.
+		g.Signal(syscall.SIGKILL)
+		<-waitc
+		return ctx.Err()
+	}
 }
 
 // reasonWriter passes a build log through and remembers the last error a

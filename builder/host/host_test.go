@@ -1,14 +1,18 @@
 package host_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +34,10 @@ func heavy(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv("PIER_TEST_HELPER") == "build" {
+		buildMain()
+		return
+	}
 	code := m.Run()
 	if bpDir != "" {
 		os.RemoveAll(filepath.Dir(bpDir))
@@ -382,4 +390,134 @@ func TestConcurrentBuilds(t *testing.T) {
 		t.Fatalf("two builds share %s", results[0].Image)
 	}
 	serve(t, results[1], "/", "hello from static")
+}
+
+// fakeLifecycle is a lifecycle whose detector passes and whose builder
+// starts a long compile in the background (`sleep 300`, in the phase's
+// process group), prints its pid and waits for it.
+const fakeLifecycle = `#!/bin/sh
+case " $* " in
+*" -analyzed "*) sleep 300 & echo "compiler $!"; wait ;;
+esac
+exit 0
+`
+
+// fakeTools writes a lifecycle dir and a buildpacks dir good enough for
+// New and a build with fakeLifecycle.
+func fakeTools(t *testing.T) (lifecycleDir, buildpacksDir string) {
+	t.Helper()
+	dir := workDir(t)
+	lifecycleDir, buildpacksDir = filepath.Join(dir, "lifecycle"), filepath.Join(dir, "buildpacks")
+	for _, d := range []string{lifecycleDir, buildpacksDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string]string{
+		filepath.Join(lifecycleDir, "lifecycle"):   fakeLifecycle,
+		filepath.Join(lifecycleDir, "launcher"):    "#!/bin/sh\nexit 1\n",
+		filepath.Join(buildpacksDir, "order.toml"): "",
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lifecycleDir, buildpacksDir
+}
+
+// buildMain plays pierd in a build: it builds with the fake lifecycle of
+// LIFECYCLE_DIR and waits to be killed in the middle.
+func buildMain() {
+	s, err := host.New(host.Config{LifecycleDir: os.Getenv("LIFECYCLE_DIR"), BuildpacksDir: os.Getenv("BUILDPACKS_DIR"), WorkDir: os.Getenv("WORK_DIR")})
+	if err != nil {
+		panic(err)
+	}
+	_, err = s.Build(context.Background(), pier.BuildRequest{App: "killed", SourceDir: filepath.Join("testdata", "nothing"), Log: os.Stdout})
+	fmt.Println("build ended:", err)
+}
+
+// A build has no death signal: killed with pierd, its phase runs on. The
+// next New on the same WorkDir kills it, from the record of its group.
+func TestNewReapsTheBuildOfAKilledPierd(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("process group records need Linux")
+	}
+	lc, bps := fakeTools(t)
+	work := workDir(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pierd := exec.Command(self)
+	pierd.Env = append(os.Environ(), "PIER_TEST_HELPER=build", "LIFECYCLE_DIR="+lc, "BUILDPACKS_DIR="+bps, "WORK_DIR="+work)
+	out, err := pierd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pierd.Stderr = os.Stderr
+	if err := pierd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		pierd.Process.Kill()
+		pierd.Wait()
+	}()
+	var compiler int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "compiler "); ok {
+			compiler, _ = strconv.Atoi(rest)
+			break
+		}
+		t.Logf("build: %s", sc.Text())
+	}
+	if compiler == 0 {
+		t.Fatal("the build never started its compiler")
+	}
+	defer syscall.Kill(compiler, syscall.SIGKILL) // should the test fail
+	if recs, _ := os.ReadDir(filepath.Join(work, ".pgroups")); len(recs) != 1 {
+		t.Fatalf("records of running phases: %v", recs)
+	}
+	pierd.Process.Kill()
+	pierd.Wait()
+	// The test is real: the compiler outlives the killed pierd.
+	time.Sleep(200 * time.Millisecond)
+	if !alive(compiler) {
+		t.Fatal("the compiler died with pierd: nothing left to reap")
+	}
+
+	var logs testenv.Buffer
+	s, err := host.New(host.Config{LifecycleDir: lc, BuildpacksDir: bps, WorkDir: work, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(compiler) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d, left by the killed build, still runs after New", compiler)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if recs, _ := os.ReadDir(filepath.Join(work, ".pgroups")); len(recs) != 0 {
+		t.Fatalf("records left after New: %v", recs)
+	}
+	if !strings.Contains(logs.String(), "pid="+strconv.Itoa(compiler)) {
+		t.Errorf("the log does not say what was killed:\n%s", logs.String())
+	}
+}
+
+// alive says whether pid is a live process (a zombie is dead).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
 }

@@ -4,6 +4,7 @@ package local
 
 import "syscall"
 
-// setDeathSignal has no equivalent outside Linux: there, processes left by a
-// killed pierd are only reaped at the next Shutdown or Destroy.
+// setDeathSignal has no equivalent outside Linux, nor has the record of
+// process groups that New reaps: there, processes left by a killed pierd
+// keep running.
 func setDeathSignal(*syscall.SysProcAttr) {}

@@ -82,6 +82,7 @@ func helperMain(mode string) {
 	}
 	switch mode {
 	case "sleep":
+		// The child of a web process (MODE=child), in its process group.
 		time.Sleep(time.Hour)
 		return
 	case "run":
@@ -145,20 +146,57 @@ func helperMain(mode string) {
 	}
 }
 
-// superviseMain plays pierd: it runs a scheduler with one web process,
-// prints the process's pid and waits to be killed.
+// superviseMain plays pierd: it runs a scheduler with one web process (in
+// the MODE given as APP_MODE), prints the process's pid and its child's (0
+// when it has none) and waits to be killed.
 func superviseMain() {
+	var cfg pier.Config
+	if m := os.Getenv("APP_MODE"); m != "" {
+		cfg = pier.Config{"MODE": m}
+	}
 	s, err := local.New(local.Config{DataDir: os.Getenv("DATA_DIR"), Launch: launch})
 	if err != nil {
 		panic(err)
 	}
-	if err := s.Apply(context.Background(), deployment("orphan", 1, pier.Formation{"web": 1}, nil)); err != nil {
+	if err := s.Apply(context.Background(), deployment("orphan", 1, pier.Formation{"web": 1}, cfg)); err != nil {
 		panic(err)
 	}
 	ps, _ := s.Processes(context.Background(), "orphan")
 	id := getIdentity(ps[0].Addr)
-	fmt.Println(id.PID)
+	fmt.Println(id.PID, id.Child)
 	bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+// startSupervisor runs superviseMain on dir in a process of its own, to be
+// killed as pierd can be, and returns it with the pids of its web process
+// and of that process's child.
+func startSupervisor(t *testing.T, dir, appMode string) (sup *exec.Cmd, pid, child int) {
+	t.Helper()
+	cmd := exec.Command(helperBin)
+	cmd.Env = []string{"PIER_TEST_HELPER=supervisor", "DATA_DIR=" + dir, "APP_MODE=" + appMode}
+	stdin, _ := cmd.StdinPipe()
+	t.Cleanup(func() { stdin.Close() })
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	var line []byte
+	buf := make([]byte, 1)
+	for {
+		if _, err := out.Read(buf); err != nil || buf[0] == '\n' {
+			break
+		}
+		line = append(line, buf[0])
+	}
+	if _, err := fmt.Sscan(string(line), &pid, &child); err != nil || !alive(pid) {
+		t.Fatalf("supervisor said %q", line)
+	}
+	return cmd, pid, child
 }
 
 func launch(d pier.Deployment, typ string) (*exec.Cmd, error) {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/internal/pgroup"
 )
 
 // LaunchFunc builds the command of one process of a deployment. The
@@ -36,7 +37,7 @@ type RunFunc func(d pier.Deployment, command []string) (*exec.Cmd, error)
 
 // Config configures a Scheduler. Zero durations take their defaults.
 type Config struct {
-	DataDir    string // logs/ and run/ (working dirs) are kept here
+	DataDir    string // logs/, run/ (working dirs) and pgroups/ are kept here
 	Launch     LaunchFunc
 	RunCommand RunFunc // nil: run the command as given, without a shell
 	Logger     *slog.Logger
@@ -79,7 +80,9 @@ type Scheduler struct {
 	cfg    Config
 	log    *slog.Logger
 	ports  *ports
+	groups *pgroup.Records // every process group started and not yet stopped
 	spawnc chan spawnReq
+	runWG  sync.WaitGroup // one-off processes not yet stopped and reaped
 
 	notifyMu sync.Mutex // serializes subscriber calls so the last one sees the latest state
 	subMu    sync.Mutex
@@ -88,7 +91,7 @@ type Scheduler struct {
 
 	mu     sync.Mutex // guards everything below and the mutable fields of apps and procs
 	apps   map[string]*appState
-	runs   map[*exec.Cmd]struct{}
+	runs   map[*pgroup.Group]struct{}
 	seq    int
 	closed bool
 }
@@ -113,7 +116,10 @@ type generation struct {
 
 var _ pier.Scheduler = (*Scheduler)(nil)
 
-// New returns a scheduler; it starts nothing until Apply.
+// New returns a scheduler; it starts nothing until Apply. First it kills
+// what an earlier run of pierd left behind on this data dir: the processes of
+// every process group recorded in pgroups/ and not stopped (pierd was
+// killed; its direct children died with it, but not what they had forked).
 func New(cfg Config) (*Scheduler, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("local scheduler: DataDir is required")
@@ -152,14 +158,24 @@ func New(cfg Config) (*Scheduler, error) {
 	if err := os.Chmod(run, 0o711); err != nil {
 		return nil, fmt.Errorf("local scheduler: %w", err)
 	}
+	// pgroups/ is pierd's alone (not under run/, which app uids can
+	// write): a record there makes the next New kill.
+	groups, err := pgroup.Open(filepath.Join(cfg.DataDir, "pgroups"))
+	if err != nil {
+		return nil, fmt.Errorf("local scheduler: %w", err)
+	}
+	if _, err := groups.Reap(cfg.Logger.With("component", "scheduler")); err != nil {
+		return nil, fmt.Errorf("local scheduler: removing the records of stopped processes: %w", err)
+	}
 	s := &Scheduler{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		ports:  newPorts(cfg.PortRange),
+		groups: groups,
 		spawnc: make(chan spawnReq),
 		subs:   map[int]func(){},
 		apps:   map[string]*appState{},
-		runs:   map[*exec.Cmd]struct{}{},
+		runs:   map[*pgroup.Group]struct{}{},
 	}
 	go s.spawner()
 	return s, nil
@@ -671,7 +687,9 @@ func (s *Scheduler) stopAll(ctx context.Context, procs []*proc) error {
 }
 
 // Shutdown stops every process (SIGTERM, SIGKILL after StopGrace or when ctx
-// ends) and refuses further work. pierd calls it when it stops.
+// ends) and one-off process (SIGKILL), waits for them and refuses further
+// work. pierd calls it when it stops. Once it returns nil, no record of a
+// process group is left in pgroups/.
 func (s *Scheduler) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -682,12 +700,24 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 			procs = append(procs, p)
 		}
 	}
-	for cmd := range s.runs {
-		if cmd.Process != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
+	for g := range s.runs {
+		g.Signal(syscall.SIGKILL)
 	}
 	s.mu.Unlock()
 	s.notify()
-	return s.stopAll(ctx, procs)
+	err := s.stopAll(ctx, procs)
+	// No Run registers after closed is set: the wait group only shrinks.
+	runsDone := make(chan struct{})
+	go func() {
+		s.runWG.Wait()
+		close(runsDone)
+	}()
+	select {
+	case <-runsDone:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,10 +14,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/internal/testenv"
 	"github.com/pierpaas/pier/router"
 	"github.com/pierpaas/pier/scheduler/local"
 )
@@ -309,7 +312,7 @@ func TestLogsFollow(t *testing.T) {
 }
 
 func TestRunOneOff(t *testing.T) {
-	s, _ := newScheduler(t, func(c *local.Config) {
+	s, dir := newScheduler(t, func(c *local.Config) {
 		c.RunCommand = func(d pier.Deployment, command []string) (*exec.Cmd, error) {
 			cmd := exec.Command(helperBin, command...)
 			cmd.Env = []string{"PIER_TEST_HELPER=run"}
@@ -329,6 +332,29 @@ func TestRunOneOff(t *testing.T) {
 	code, err = s.Run(context.Background(), deployment("runny", 1, nil, nil), pier.RunOptions{Command: []string{"0"}})
 	if err != nil || code != 0 {
 		t.Fatalf("exit %d, %v", code, err)
+	}
+	if recs := groupRecords(t, dir); len(recs) != 0 {
+		t.Fatalf("process group records after the runs: %v", recs)
+	}
+
+	// A run in progress has its process group recorded; Shutdown kills it
+	// and returns once it is reaped, leaving no record.
+	stdin, w := io.Pipe()
+	defer w.Close()
+	codes := make(chan int, 1)
+	go func() {
+		code, _ := s.Run(context.Background(), deployment("runny", 1, nil, nil), pier.RunOptions{Command: []string{"0"}, Stdin: stdin})
+		codes <- code
+	}()
+	eventually(t, "the run's process group is recorded", func() bool { return len(groupRecords(t, dir)) == 1 })
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if recs := groupRecords(t, dir); len(recs) != 0 {
+		t.Fatalf("process group records after Shutdown: %v", recs)
+	}
+	if code := <-codes; code != 128+9 {
+		t.Fatalf("a run killed at shutdown exited %d", code)
 	}
 }
 
@@ -384,12 +410,18 @@ func TestDestroyAndShutdownLeaveNoProcess(t *testing.T) {
 	for _, pid := range gone {
 		eventually(t, "pid "+strconv.Itoa(pid)+" dies with its app", func() bool { return !alive(pid) })
 	}
+	if recs := groupRecords(t, dir); len(recs) != 2 {
+		t.Fatalf("process group records of the app left (kept, web 2): %v", recs)
+	}
 	pids = append(pids, kept...)
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
 		eventually(t, "pid "+strconv.Itoa(pid)+" dies at shutdown", func() bool { return !alive(pid) })
+	}
+	if recs := groupRecords(t, dir); len(recs) != 0 {
+		t.Fatalf("process group records after Shutdown: %v", recs)
 	}
 	if err := s.Apply(ctx, deployment("kept", 2, web(1), nil)); err == nil {
 		t.Fatal("Apply after Shutdown")
@@ -398,35 +430,84 @@ func TestDestroyAndShutdownLeaveNoProcess(t *testing.T) {
 
 // A pierd killed with SIGKILL takes its app processes with it.
 func TestKilledSupervisorLeavesNoOrphan(t *testing.T) {
+	dir := dataDir(t)
+	sup, pid, _ := startSupervisor(t, dir, "")
+	sup.Process.Kill()
+	sup.Wait()
+	eventually(t, "the app process dies with its supervisor", func() bool { return !alive(pid) })
+}
+
+// What an app process forked outlives a pierd killed with SIGKILL (only
+// the direct child gets the death signal); the next start of the scheduler
+// on the same data dir kills it, from the record of its process group.
+func TestNewReapsWhatAKilledSupervisorLeft(t *testing.T) {
+	dir := dataDir(t)
+	sup, pid, child := startSupervisor(t, dir, "child")
+	if child == 0 || !alive(child) {
+		t.Fatalf("the web process started no child (%d)", child)
+	}
+	if recs := groupRecords(t, dir); len(recs) != 1 {
+		t.Fatalf("process group records while the app runs: %v", recs)
+	}
+	sup.Process.Kill()
+	sup.Wait()
+	eventually(t, "the web process dies with its supervisor", func() bool { return !alive(pid) })
+	// The test is real: the grandchild is still there, unsupervised.
+	time.Sleep(200 * time.Millisecond)
+	if !alive(child) {
+		t.Fatal("the web process's child died with the supervisor: nothing left to reap")
+	}
+	defer syscall.Kill(child, syscall.SIGKILL) // should the test fail
+
+	var logs testenv.Buffer
+	s, err := local.New(local.Config{
+		DataDir: dir, Launch: launch,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d, left by the killed supervisor, still runs after New", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if recs := groupRecords(t, dir); len(recs) != 0 {
+		t.Fatalf("process group records after New: %v", recs)
+	}
+	if !strings.Contains(logs.String(), "pid="+strconv.Itoa(child)) {
+		t.Errorf("the log does not say what was killed:\n%s", logs.String())
+	}
+	// The scheduler works on that data dir as before.
+	if err := s.Apply(context.Background(), deployment("orphan", 2, web(1), nil)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dataDir(t *testing.T) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "pier-local-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o711)
-	cmd := exec.Command(helperBin)
-	cmd.Env = []string{"PIER_TEST_HELPER=supervisor", "DATA_DIR=" + dir}
-	stdin, _ := cmd.StdinPipe()
-	defer stdin.Close()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
+	return dir
+}
+
+// groupRecords lists the scheduler's records of live process groups.
+func groupRecords(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "pgroups"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	var line []byte
-	buf := make([]byte, 1)
-	for {
-		if _, err := out.Read(buf); err != nil || buf[0] == '\n' {
-			break
-		}
-		line = append(line, buf[0])
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
 	}
-	pid, err := strconv.Atoi(string(line))
-	if err != nil || !alive(pid) {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("supervisor said %q", line)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	eventually(t, "the app process dies with its supervisor", func() bool { return !alive(pid) })
+	return out
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/internal/pgroup"
 )
 
 // proc is one supervised process, such as web.2 of v7. Its mutable fields
@@ -191,7 +192,15 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		r.Close()
 		return "could not be started: " + err.Error(), false
 	}
-	pid := cmd.Process.Pid
+	// The group is recorded before anything else: should pierd die from
+	// here on, the next start of pierd kills what the process forked.
+	g, err := s.groups.Track(cmd)
+	if err != nil {
+		r.Close()
+		s.log.Error("cannot record process group", "app", p.app.name, "process", p.name(), "err", err)
+		return "could not be started: " + err.Error(), false
+	}
+	pid := g.Pid()
 	started := time.Now()
 	s.mu.Lock()
 	p.pid = pid
@@ -207,11 +216,13 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		r.Close()
 		close(outDone)
 	}()
+	// Wait kills whatever the process left behind in its group once it
+	// exits, reaps it and drops the group's record.
 	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
+	go func() { waitc <- g.Wait() }()
 	runDone := make(chan struct{})
 	timedOut := make(chan struct{})
-	go s.probe(p, pid, runDone, timedOut)
+	go s.probe(p, g, runDone, timedOut)
 
 	// drained waits (boundedly) for the output to reach the log, so that a
 	// crash message follows the process's last words.
@@ -224,8 +235,6 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 	select {
 	case err := <-waitc:
 		close(runDone)
-		// Whatever the process left behind in its group dies with it.
-		syscall.Kill(-pid, syscall.SIGKILL)
 		drained()
 		select {
 		case <-timedOut:
@@ -238,21 +247,22 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		p.state = pier.ProcessStopping
 		p.ready = false
 		s.mu.Unlock()
-		syscall.Kill(-pid, syscall.SIGTERM)
+		// The whole group: what the process forked (npm's node, a
+		// shell's python) is asked to stop too.
+		g.Signal(syscall.SIGTERM)
 		t := time.NewTimer(s.cfg.StopGrace)
 		select {
 		case <-waitc:
 		case <-t.C:
 			p.app.platform("%s did not stop within %s: killing it", p.name(), s.cfg.StopGrace)
-			syscall.Kill(-pid, syscall.SIGKILL)
+			g.Signal(syscall.SIGKILL)
 			<-waitc
 		case <-p.killc:
-			syscall.Kill(-pid, syscall.SIGKILL)
+			g.Signal(syscall.SIGKILL)
 			<-waitc
 		}
 		t.Stop()
 		close(runDone)
-		syscall.Kill(-pid, syscall.SIGKILL)
 		drained()
 		p.app.platform("Stopped %s of v%d", p.name(), p.release)
 		return "", true
@@ -276,7 +286,7 @@ func exitReason(err error) string {
 // probe marks p up: a web process once it accepts a TCP connection on its
 // port, any other once it has run for UpAfter. A web process that does not
 // listen within StartTimeout is killed, which counts as a crash.
-func (s *Scheduler) probe(p *proc, pid int, runDone, timedOut chan struct{}) {
+func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struct{}) {
 	if p.typ != "web" {
 		t := time.NewTimer(s.cfg.UpAfter)
 		defer t.Stop()
@@ -305,7 +315,7 @@ func (s *Scheduler) probe(p *proc, pid int, runDone, timedOut chan struct{}) {
 		case <-deadline.C:
 			t.Stop()
 			close(timedOut)
-			syscall.Kill(-pid, syscall.SIGKILL)
+			g.Signal(syscall.SIGKILL)
 			return
 		case <-t.C:
 		}
@@ -410,9 +420,17 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 	}
 	defer s.ports.put(port)
 	s.prepare(cmd, d, dir, "PORT="+strconv.Itoa(port), "DYNO="+name)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, orDiscard(opts.Stdout), orDiscard(opts.Stderr)
-	// The caller's stdin may never reach EOF (an SSH session): do not wait
-	// for it once the process is gone.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, orDiscard(opts.Stdout), orDiscard(opts.Stderr)
+	// The caller's stdin may never reach EOF (an SSH session): it reaches
+	// the process through a pump of our own, which Wait does not wait for
+	// (exec's own would hold Wait in a read of stdin, WaitDelay or not).
+	var stdin io.WriteCloser
+	if opts.Stdin != nil {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return -1, fmt.Errorf("run: %w", err)
+		}
+	}
+	// Output pipes held open by a process that left the group end too.
 	cmd.WaitDelay = time.Second
 	// The command is not logged: people paste secrets into commands.
 	a.platform("Starting %s for v%d", name, d.Release.Version)
@@ -430,22 +448,37 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 		}
 		return -1, pier.Errorf(pier.EINVALID, "cannot run %s: %v", clip(opts.Command[0]), why)
 	}
-	s.runs[cmd] = struct{}{}
+	g, err := s.groups.Track(cmd)
+	if err != nil {
+		s.mu.Unlock()
+		a.platform("%s could not be started", name)
+		return -1, fmt.Errorf("run: %w", err)
+	}
+	s.runs[g] = struct{}{}
+	s.runWG.Add(1)
 	s.mu.Unlock()
-	pid := cmd.Process.Pid
+	if stdin != nil {
+		go func() {
+			// Ends at the caller's EOF, or at the first write after the
+			// process is reaped (Wait closes the pipe).
+			io.Copy(stdin, opts.Stdin)
+			stdin.Close()
+		}()
+	}
+	// Wait kills what the command left in its group, then reaps it.
 	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
+	go func() { waitc <- g.Wait() }()
 	var werr error
 	select {
 	case werr = <-waitc:
 	case <-ctx.Done():
-		syscall.Kill(-pid, syscall.SIGKILL)
+		g.Signal(syscall.SIGKILL)
 		werr = <-waitc
 	}
-	syscall.Kill(-pid, syscall.SIGKILL)
 	s.mu.Lock()
-	delete(s.runs, cmd)
+	delete(s.runs, g)
 	s.mu.Unlock()
+	s.runWG.Done()
 	code := -1
 	if st := cmd.ProcessState; st != nil {
 		code = st.ExitCode()
