@@ -363,6 +363,7 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 		log.Error("creating repository", "err", err)
 		return refuse("internal error; try again")
 	}
+	s.recoverJournal(ctx, dir, log)
 	before, err := s.listRefs(ctx, dir)
 	if err != nil {
 		log.Error("listing refs", "err", err)
@@ -415,6 +416,12 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 	}
 	s.pointHEAD(ctx, dir, ref, log)
 
+	j := journal{Ref: ref, Old: changed[ref].old, New: commit}
+	if err := s.writeJournal(dir, j); err != nil {
+		log.Error("writing the deploy journal", "err", err)
+		s.undoOrWarn(dir, j, log)
+		return refuse("internal error; try again")
+	}
 	start := time.Now()
 	log.Info("deploying", "ref", ref, "commit", commit)
 	stopKeepalive := s.keepalive(ctx)
@@ -430,10 +437,31 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 	if err != nil {
 		log.Warn("deploy failed", "commit", commit, "err", err, "duration", time.Since(start))
 		fmt.Fprintf(stderr, "pier: deploy failed: %s\n", oneLine(pier.ErrorMessage(err)))
+		if s.undoOrWarn(dir, j, log) {
+			fmt.Fprintf(stderr, "pier: %s was not updated: push again to retry\n", strings.TrimPrefix(ref, "refs/heads/"))
+		}
 		return 1
+	}
+	if err := s.clearJournal(dir); err != nil {
+		log.Warn("removing the deploy journal", "err", err)
 	}
 	log.Info("deployed", "commit", commit, "duration", time.Since(start))
 	return res.code
+}
+
+// undoOrWarn undoes a deploy's ref update and clears its journal. It runs
+// even when the pusher has gone (the session's context is done).
+func (s *Server) undoOrWarn(dir string, j journal, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.undoRef(ctx, dir, j); err != nil {
+		log.Warn("undoing the ref update of a failed deploy", "err", err)
+		return false
+	}
+	if err := s.clearJournal(dir); err != nil {
+		log.Warn("removing the deploy journal", "err", err)
+	}
+	return true
 }
 
 // maxKeepaliveEvery bounds the interval between keepalives.

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +27,9 @@ type Reconciler struct {
 	sched pier.Scheduler
 	log   *slog.Logger
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu        sync.Mutex
+	locks     map[string]*sync.Mutex
+	onDestroy []func(ctx context.Context, app string) error
 }
 
 // NewReconciler returns a Reconciler of sched onto store.
@@ -73,10 +75,26 @@ func (r *Reconciler) converge(ctx context.Context, app string) error {
 	return r.sched.Apply(ctx, pier.Deployment{App: app, Release: *rel, Formation: f})
 }
 
-// Destroy stops everything of an app that no longer exists.
+// Destroy stops everything of an app that no longer exists, then runs the
+// OnDestroy cleanups (each runs even if another failed).
 func (r *Reconciler) Destroy(ctx context.Context, app string) error {
 	defer r.lock(app)()
-	return r.sched.Destroy(ctx, app)
+	errs := []error{r.sched.Destroy(ctx, app)}
+	r.mu.Lock()
+	fns := r.onDestroy
+	r.mu.Unlock()
+	for _, fn := range fns {
+		errs = append(errs, fn(ctx, app))
+	}
+	return errors.Join(errs...)
+}
+
+// OnDestroy adds a cleanup that Destroy runs for a destroyed app, such as
+// removing the builder's repository of it.
+func (r *Reconciler) OnDestroy(fn func(ctx context.Context, app string) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onDestroy = append(r.onDestroy, fn)
 }
 
 // ConvergeAll converges every app; it is what pierd runs at start. One

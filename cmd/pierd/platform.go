@@ -180,6 +180,8 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 	if err != nil {
 		return nil, err
 	}
+	// A destroyed app's repository goes with it.
+	p.rec.OnDestroy(p.ssh.RemoveRepo)
 	ln, err := net.Listen("tcp", o.sshAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s for git pushes: %w (change it with --ssh-addr)", o.sshAddr, err)

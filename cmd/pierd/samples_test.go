@@ -1,6 +1,9 @@
 package main_test
 
 import (
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -40,6 +43,19 @@ func TestSamples(t *testing.T) {
 				t.Fatalf("%s serves %q, want %q", sm.app, got, sm.body)
 			}
 		})
+	}
+
+	// A destroyed app stops serving, and its repository goes with it.
+	repo := filepath.Join(s.data, "repos", "shell-app.git")
+	if _, err := os.Stat(repo); err != nil {
+		t.Fatalf("no repository for shell-app: %v", err)
+	}
+	s.c.must("", "apps:destroy", "-a", "shell-app", "--confirm", "shell-app")
+	if _, err := os.Stat(repo); !os.IsNotExist(err) {
+		t.Fatalf("repository of a destroyed app: %v", err)
+	}
+	if code, _, err := s.get(http.DefaultClient, "shell-app", "/hello.txt"); err != nil || code != 404 {
+		t.Fatalf("destroyed app answers %d %v", code, err)
 	}
 	s.d.stop(t)
 }
