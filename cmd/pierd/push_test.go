@@ -102,6 +102,15 @@ func TestGitPush(t *testing.T) {
 	if out := s.c.must("", "builds:info", "-a", "hello"); !strings.Contains(out, "Go app detected") || !strings.Contains(out, "succeeded") {
 		t.Fatalf("builds:info:\n%s", out)
 	}
+	// ps:restart replaces every process, without a failed request.
+	load = loadResult{}
+	load.during(t, s, "hello", func() { s.c.must("", "ps:restart", "-a", "hello") })
+	load.check(t, "ps:restart", "hello world from two", "hello world from two")
+	for i := 0; i < 30; i++ {
+		if _, pid, _ := s.get(client, "hello", "/pid"); pids[pid] > 0 {
+			t.Fatalf("process %s still serves after ps:restart", pid)
+		}
+	}
 	s.c.must("", "scale", "web=1", "-a", "hello")
 
 	// A custom domain reaches the app through the router.
@@ -251,15 +260,16 @@ func (l *loadResult) during(t *testing.T, s *stack, app string, fn func()) {
 	<-done
 }
 
-// check fails the test if any request failed, or if the loop did not see
-// both the old and the new answer (it would not have spanned the switch).
+// check fails the test if any request failed, if the loop did not see
+// both the old and the new answer (it would not have spanned the switch),
+// or if it saw any other.
 func (l *loadResult) check(t *testing.T, what, old, new string) {
 	t.Helper()
 	t.Logf("%s under load: %d requests, %d failed, answers %v", what, l.requests, len(l.failures), l.bodies)
 	if len(l.failures) > 0 {
 		t.Errorf("%s: %d of %d requests failed, first: %q", what, len(l.failures), l.requests, l.failures)
 	}
-	if l.bodies[old] == 0 || l.bodies[new] == 0 {
+	if l.bodies[old] == 0 || l.bodies[new] == 0 || len(l.bodies) != map[bool]int{true: 1, false: 2}[old == new] {
 		t.Errorf("%s: the load loop did not span the switch from %q to %q: %v", what, old, new, l.bodies)
 	}
 }
