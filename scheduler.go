@@ -29,12 +29,21 @@ type Process struct {
 	Addr string `json:"-"`
 }
 
-// Deployment is what an app should run: a release (its build and config)
-// and how many processes of each type.
+// Deployment is what an app should run: a release (its build and config),
+// how many processes of each type, and the resources each type may use.
 type Deployment struct {
 	App       string
 	Release   Release
 	Formation Formation
+	Limits    map[string]Limits // by process type; absent: no limits set
+}
+
+// Limits are the resources of each process of one type, in Kubernetes
+// quantity syntax (Deis Workflow's limits:set). Empty: not set. Schedulers
+// that cannot enforce them (the local one) ignore them.
+type Limits struct {
+	Memory string `json:"memory,omitempty"` // such as 512Mi
+	CPU    string `json:"cpu,omitempty"`    // such as 500m
 }
 
 // LogLine is one line an app process (or the platform, about it) wrote.
