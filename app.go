@@ -23,8 +23,10 @@ type AppInfo struct {
 	GitURL    string    `json:"git_url,omitempty"` // where to git push, when a builder runs
 	Release   *Release  `json:"release"`
 	Formation Formation `json:"formation"`
-	Domains   []string  `json:"domains"`
-	Members   []Member  `json:"members"`
+	// Limits are the resources of each process type that has any.
+	Limits  map[string]Limits `json:"limits,omitempty"`
+	Domains []string          `json:"domains"`
+	Members []Member          `json:"members"`
 }
 
 const (

@@ -12,16 +12,30 @@ import (
 // Error codes. Every error that crosses a package boundary carries one, so the
 // API can map it to an HTTP status in one place and the CLI can explain it.
 const (
-	ECONFLICT     = "conflict"     // the thing exists already, or changed under us
-	EINTERNAL     = "internal"     // our fault; details are logged, not returned
-	EINVALID      = "invalid"      // the input is wrong; the message says how
-	ENOTFOUND     = "not_found"    // no such thing (or the caller may not know of it)
-	EUNAUTHORIZED = "unauthorized" // no valid credentials
-	EFORBIDDEN    = "forbidden"    // valid credentials, but not allowed
-	ETOOLARGE     = "too_large"    // a body, value or list is over its limit
-	ETOOMANY      = "too_many"     // too many attempts; wait, then try again
-	EUNAVAILABLE  = "unavailable"  // this server cannot do that (e.g. it runs no scheduler)
+	ECONFLICT     = "conflict"       // the thing exists already, or changed under us
+	EINTERNAL     = "internal"       // our fault; details are logged, not returned
+	EINVALID      = "invalid"        // the input is wrong; the message says how
+	ENOTFOUND     = "not_found"      // no such thing (or the caller may not know of it)
+	EUNAUTHORIZED = "unauthorized"   // no valid credentials
+	EFORBIDDEN    = "forbidden"      // valid credentials, but not allowed
+	ETOOLARGE     = "too_large"      // a body, value or list is over its limit
+	ETOOMANY      = "too_many"       // too many attempts; wait, then try again
+	EUNAVAILABLE  = "unavailable"    // this server cannot do that (e.g. it runs no scheduler)
+	EROLLOUT      = "rollout_failed" // the change was recorded, but its processes did not become available
 )
+
+// ErrRolloutFailed is what a Scheduler's Apply returns when the processes of
+// a deployment did not become available: they crashed on boot, failed their
+// readiness checks or missed the scheduler's deadline. errors.Is(err,
+// ErrRolloutFailed) holds for it, for any error wrapping it, and for every
+// *Error of code EROLLOUT, so a scheduler says why with
+//
+//	pier.Errorf(pier.EROLLOUT, "v%d did not come up: web: 0/1 new processes ready within 5m", v)
+//
+// Any other error of Apply (the API server unreachable, a cancelled
+// context) is taken as transient: the controller marks no release failed
+// for it. See Scheduler.
+var ErrRolloutFailed = &Error{Code: EROLLOUT, Message: "the new processes did not become available"}
 
 // Error is a domain error: a code for programs and a message for humans.
 // The message must never contain a secret (a config value, a token).
@@ -31,6 +45,12 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Is makes every *Error of code EROLLOUT match ErrRolloutFailed, whoever
+// made it: a scheduler, or the client decoding an API answer.
+func (e *Error) Is(target error) bool {
+	return target == ErrRolloutFailed && e.Code == EROLLOUT
+}
 
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {

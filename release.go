@@ -38,17 +38,43 @@ const (
 	BuildFailed    = "failed"
 )
 
+// StrategyImage is the strategy of a build made from an existing container
+// image (`pier builds:create IMAGE`): its Image is the image reference, and
+// each process type's command is a Procfile command line, or "" for the
+// image's own entrypoint. Only schedulers that run images can run it (see
+// ImageRunner).
+const StrategyImage = "image"
+
 // Release is an immutable, numbered snapshot of what runs: a build and the
 // config it runs with. Every deploy, config change and rollback adds one.
+//
+// The only thing that changes on a release is its Status: pending when it
+// is written, succeeded once its processes were seen available, or failed
+// when they did not become available (a rollout failure), with Failure
+// saying why. The app's current release is its newest release that has not
+// failed: marking one failed makes the one before it current again.
 type Release struct {
-	App       string    `json:"app"`
-	Version   int       `json:"version"`
-	Build     *Build    `json:"build,omitempty"`
-	Config    Config    `json:"config,omitempty"`
-	Note      string    `json:"note"`
-	CreatedBy string    `json:"created_by"`
-	CreatedAt time.Time `json:"created_at"`
+	App       string     `json:"app"`
+	Version   int        `json:"version"`
+	Build     *Build     `json:"build,omitempty"`
+	Config    Config     `json:"config,omitempty"`
+	Note      string     `json:"note"`
+	CreatedBy string     `json:"created_by"`
+	CreatedAt time.Time  `json:"created_at"`
+	Status    string     `json:"status,omitempty"`  // ReleasePending, ReleaseSucceeded or ReleaseFailed
+	Failure   string     `json:"failure,omitempty"` // why a failed release failed
+	FailedAt  *time.Time `json:"failed_at,omitempty"`
 }
+
+// Release statuses.
+const (
+	ReleasePending   = "pending"   // written; its processes not yet seen available
+	ReleaseSucceeded = "succeeded" // its processes became available at least once
+	ReleaseFailed    = "failed"    // its processes did not become available; never current again
+)
+
+// ReleaseFailureMax bounds the stored reason of a failed release.
+const ReleaseFailureMax = 4 << 10
 
 // ParseVersion accepts "v3" or "3".
 func ParseVersion(s string) (int, error) {

@@ -121,6 +121,19 @@ func ValidateCommand(argv []string) error {
 // For a new release it starts the new processes, waits until each new web
 // process accepts connections, and only then stops the old ones; if the new
 // ones do not come up, it stops them, keeps the old ones and returns why.
+//
+// Apply returns only once the deployment is available, or with an error.
+// When the processes did not become available (crashed on boot, failed
+// their readiness checks, missed the scheduler's deadline) the error must
+// satisfy errors.Is(err, ErrRolloutFailed): an *Error of code EROLLOUT
+// whose message says what did not come up, such as
+//
+//	pier.Errorf(pier.EROLLOUT, "v5 did not come up: web: 0/1 new processes ready within 5m")
+//
+// The controller then marks that release failed and applies the previous
+// one; the scheduler need not roll back itself. Any other error (the API
+// server unreachable, ctx ended) is taken as transient and marks nothing.
+// The message is shown to users and kept in the audit log: no secrets.
 type Scheduler interface {
 	Apply(ctx context.Context, d Deployment) error
 	Processes(ctx context.Context, app string) ([]Process, error)
@@ -128,6 +141,18 @@ type Scheduler interface {
 	Logs(ctx context.Context, app string, opts LogOptions, fn func(LogLine) error) error
 	Run(ctx context.Context, d Deployment, opts RunOptions) (exitCode int, err error)
 	Destroy(ctx context.Context, app string) error
+}
+
+// ImageRunner is an optional interface of a Scheduler. CanRunImages
+// returns nil if the scheduler runs builds of strategy StrategyImage (a
+// container image reference, from `pier builds:create`), or an *Error
+// (EUNAVAILABLE) saying that it cannot and what to do instead. The
+// controller asks before it records such a build, and before it applies a
+// release of one. A Scheduler that does not implement ImageRunner is taken
+// to run images (Kubernetes, Docker); the local scheduler, which runs build
+// directories on this host, implements it to refuse them.
+type ImageRunner interface {
+	CanRunImages() error
 }
 
 // BuildRequest asks a build strategy to turn source into something runnable.

@@ -66,17 +66,31 @@ type Store interface {
 
 	// Config and releases. SetConfig applies change to the current config and
 	// adds the next release. Rollback adds a release copying version's build
-	// and config (version 0: the one before the current). Versions per app are
-	// strictly increasing with no gaps, whatever the concurrency.
+	// and config (version 0: the last one before the current that did not
+	// fail). Versions per app are strictly increasing with no gaps, whatever
+	// the concurrency.
+	//
+	// CurrentRelease is the app's newest release that is not failed; Config
+	// is always its config, and new releases build on it.
+	// MarkReleaseSucceeded records that a pending release's processes became
+	// available (a no-op for any other). MarkReleaseFailed marks a pending
+	// release failed with the reason (ECONFLICT if it succeeded before or
+	// failed already), restores the config of the release that is current
+	// after it, records the event "release.fail" by actor, and returns that
+	// current release.
 	Config(ctx context.Context, app string) (Config, error)
 	SetConfig(ctx context.Context, app string, change ConfigChange, actor string) (*Release, error)
 	ListReleases(ctx context.Context, app string, p Page) ([]Release, string, error)
 	FindRelease(ctx context.Context, app string, version int) (*Release, error)
 	CurrentRelease(ctx context.Context, app string) (*Release, error)
 	Rollback(ctx context.Context, app string, version int, actor string) (*Release, error)
+	MarkReleaseSucceeded(ctx context.Context, app string, version int) error
+	MarkReleaseFailed(ctx context.Context, app string, version int, reason, actor string) (*Release, error)
 
 	// Builds. Deploy adds a release of a succeeded build with the current
-	// config; a first build defining "web" scales web to 1 if it was 0.
+	// config, succeeded from the start (the reconciler calls it once the
+	// build's processes serve); a first build defining "web" scales web to 1
+	// if it was 0.
 	// CreateBuild stores b.Log too; FindBuild returns it, ListBuilds (newest
 	// first) leaves it out.
 	CreateBuild(ctx context.Context, b *Build) error
@@ -89,6 +103,12 @@ type Store interface {
 	// (EINVALID, naming the known ones).
 	Formation(ctx context.Context, app string) (Formation, error)
 	Scale(ctx context.Context, app string, f Formation, actor string) (Formation, error)
+
+	// Limits, by process type (types without any are absent). SetLimits
+	// applies change and returns all of them; like Scale, once the app has
+	// a build, setting a limit of a type it does not define is refused.
+	Limits(ctx context.Context, app string) (map[string]Limits, error)
+	SetLimits(ctx context.Context, app string, change LimitsChange, actor string) (map[string]Limits, error)
 
 	// Domains. A hostname belongs to one app (ECONFLICT).
 	AddDomain(ctx context.Context, app, hostname, actor string) (*Domain, error)

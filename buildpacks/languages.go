@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/pierpaas/pier"
 )
 
 // ---- Go ----
@@ -364,29 +367,19 @@ func buildStatic(c *buildContext) error {
 
 func detectProcfile(app string) bool { return exists(filepath.Join(app, "Procfile")) }
 
-var procfileLine = regexp.MustCompile(`^([A-Za-z0-9_-]+):\s*(.+)$`)
-
-// ParseProcfile reads process types from a Procfile ("type: command").
+// ParseProcfile reads process types from a Procfile ("type: command"),
+// with the rules `pier builds:create --procfile` uses: pier.ParseProcfile.
 func ParseProcfile(path string) (map[string]string, error) {
-	lines, err := readLines(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	procs := map[string]string{}
-	for i, l := range lines {
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		m := procfileLine.FindStringSubmatch(l)
-		if m == nil {
-			return nil, fmt.Errorf("Procfile line %d: want \"type: command\"", i+1)
-		}
-		procs[m[1]] = m[2]
+	defer f.Close()
+	text, err := io.ReadAll(io.LimitReader(f, pier.ProcfileMax+1))
+	if err != nil {
+		return nil, err
 	}
-	if len(procs) == 0 {
-		return nil, fmt.Errorf("Procfile defines no process types")
-	}
-	return procs, nil
+	return pier.ParseProcfile(string(text))
 }
 
 func buildProcfile(c *buildContext) error {

@@ -1,7 +1,6 @@
 package buildpacks
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -293,21 +292,4 @@ func serveStatic(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// readLines returns the non-empty lines of a file.
-func readLines(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var lines []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if l := strings.TrimSpace(s.Text()); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	return lines, s.Err()
 }

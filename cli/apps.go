@@ -244,6 +244,20 @@ func (c *cli) printAppInfo(a *pier.AppInfo) {
 		formation = "(none)"
 	}
 	row(w, "Formation:", formation)
+	if len(a.Limits) > 0 {
+		var ls []string
+		for _, t := range sortedKeys(a.Limits) {
+			l := t
+			if m := a.Limits[t].Memory; m != "" {
+				l += " memory=" + m
+			}
+			if cpu := a.Limits[t].CPU; cpu != "" {
+				l += " cpu=" + cpu
+			}
+			ls = append(ls, l)
+		}
+		row(w, "Limits:", strings.Join(ls, ", "))
+	}
 	domains := append([]string(nil), a.Domains...)
 	sort.Strings(domains)
 	if len(domains) == 0 {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/client"
 )
 
 func (c *cli) addBuildCommands(root *cobra.Command) {
@@ -106,7 +108,90 @@ its start and its end).`,
 	addAppFlag(infoCmd, &info.app)
 	infoCmd.Flags().BoolVar(&info.json, "json", false, "print the API's JSON")
 
-	root.AddCommand(listCmd, infoCmd)
+	var create struct {
+		app, procfile string
+		json          bool
+	}
+	createCmd := &cobra.Command{
+		Use:   "builds:create IMAGE",
+		Short: "Deploy an existing container image (a build and a release)",
+		Long: `Deploy an existing container image, as Deis' builds:create does: a build of
+strategy "image" and a new release of it, written once its processes serve
+(if they do not come up, nothing is released and the app keeps running as it
+was). IMAGE is [registry[:port]/]path[:tag][@sha256:digest].
+
+Without --procfile the image's own entrypoint runs as the web process type.
+With it, each "type: command" line of the Procfile is a process type whose
+command runs in the image ("-" reads the Procfile from stdin).
+
+This needs a scheduler that runs images (pierd --scheduler=kubernetes); the
+local scheduler of the embedded default runs what git push builds.`,
+		Example: `  pier builds:create nginx:1.27 -a myapp
+  pier builds:create registry.example.com/team/api:v2 --procfile Procfile
+  pier builds:create ghcr.io/acme/app@sha256:0123...cdef -p - < Procfile`,
+		GroupID: "config",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			image := args[0]
+			if err := pier.ValidateImage(image); err != nil {
+				return err
+			}
+			procfile, err := c.readProcfile(create.procfile)
+			if err != nil {
+				return err
+			}
+			// The answer comes once the new processes serve.
+			app, api, err := c.appAPI(cmd.Context(), create.app, client.WithTimeout(convergeTimeout))
+			if err != nil {
+				return err
+			}
+			if !create.json {
+				fmt.Fprintf(c.stdout, "Deploying %s to %s... ", clean(image), app)
+			}
+			rel, err := api.CreateBuild(cmd.Context(), app, image, procfile)
+			if err != nil {
+				if !create.json {
+					fmt.Fprintln(c.stdout, "failed")
+				}
+				return err
+			}
+			if create.json {
+				return printJSON(c.stdout, rel)
+			}
+			fmt.Fprintf(c.stdout, "done, v%d\n", rel.Version)
+			return nil
+		},
+	}
+	addAppFlag(createCmd, &create.app)
+	createCmd.Flags().StringVarP(&create.procfile, "procfile", "p", "", "a Procfile defining the process types (\"-\": stdin)")
+	createCmd.Flags().BoolVar(&create.json, "json", false, "print the new release as the API's JSON")
+
+	root.AddCommand(listCmd, infoCmd, createCmd)
+}
+
+// readProcfile reads and checks the Procfile at path ("-": stdin; "": none).
+func (c *cli) readProcfile(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	var r io.Reader = c.stdin
+	name := "the Procfile on stdin"
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("reading the Procfile: %w", err)
+		}
+		defer f.Close()
+		r, name = f, path
+	}
+	b, err := io.ReadAll(io.LimitReader(r, pier.ProcfileMax+1))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	if _, err := pier.ParseProcfile(string(b)); err != nil {
+		return "", fmt.Errorf("%s: %s", name, pier.ErrorMessage(err))
+	}
+	return string(b), nil
 }
 
 func (c *cli) printBuild(app string, b *pier.Build) {

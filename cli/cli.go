@@ -108,7 +108,7 @@ App commands take -a APP, or find the app from a git remote named "pier".`,
 	for _, add := range []func(*cobra.Command){
 		c.addAuthCommands, c.addUserCommands, c.addTokenCommands, c.addKeyCommands,
 		c.addAppCommands, c.addConfigCommands, c.addReleaseCommands, c.addBuildCommands,
-		c.addPsCommands, c.addLogsCommand, c.addRunCommand,
+		c.addPsCommands, c.addLimitsCommands, c.addLogsCommand, c.addRunCommand,
 		c.addDomainCommands, c.addPermCommands, c.addEventCommands,
 	} {
 		add(root)
@@ -191,6 +191,8 @@ func (c *cli) report(err error) {
 			hint = c.authHint
 		case pier.EFORBIDDEN:
 			hint = "ask the app's owner or an admin for access"
+		case pier.EROLLOUT:
+			hint = "`pier logs` shows what the processes printed; `pier releases` marks failed releases"
 		}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		hint = "is pierd running? `make run` starts it"

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/client"
 )
 
 func (c *cli) addConfigCommands(root *cobra.Command) {
@@ -105,7 +106,11 @@ quoted so that a POSIX shell reads every value back intact.`,
 		Short: "Set config vars (one new release)",
 		Long: `Set one or more config vars in one new release; the app restarts with them.
 Each argument is split at its first '=': the value keeps any spaces, '='
-and newlines, exactly as your shell passed them.`,
+and newlines, exactly as your shell passed them.
+
+If the app's processes do not come up with the new config, the release is
+marked failed and the previous one restored: the command says why, and
+exits non-zero.`,
 		Example: `  pier config:set GREETING="hello world" -a myapp
   pier config:set DATABASE_URL=postgres://u@db/app?sslmode=require MODE=prod
   pier config:set CERT="$(cat cert.pem)"`,
@@ -116,7 +121,8 @@ and newlines, exactly as your shell passed them.`,
 			if err != nil {
 				return err
 			}
-			app, api, err := c.appAPI(cmd.Context(), set.app)
+			// The answer comes once the app runs with the new config.
+			app, api, err := c.appAPI(cmd.Context(), set.app, client.WithTimeout(convergeTimeout))
 			if err != nil {
 				return err
 			}
@@ -156,7 +162,7 @@ and newlines, exactly as your shell passed them.`,
 					keys = append(keys, k)
 				}
 			}
-			app, api, err := c.appAPI(cmd.Context(), unset.app)
+			app, api, err := c.appAPI(cmd.Context(), unset.app, client.WithTimeout(convergeTimeout))
 			if err != nil {
 				return err
 			}

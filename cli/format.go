@@ -44,6 +44,15 @@ func clean(s string) string {
 	}, s)
 }
 
+// cleanLines is clean for text of several lines: it keeps the newlines.
+func cleanLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = clean(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // when renders t in local time with how long ago it was, such as
 // "2026-11-23 20:41 (2 minutes ago)".
 func (c *cli) when(t time.Time) string {

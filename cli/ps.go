@@ -128,7 +128,7 @@ func (c *cli) scale(ctx context.Context, appFlag string, args []string, asJSON b
 	if err != nil {
 		return err
 	}
-	api, err := c.authed()
+	api, err := c.authed(client.WithTimeout(convergeTimeout))
 	if err != nil {
 		return err
 	}

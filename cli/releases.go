@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/client"
 )
 
 func (c *cli) addReleaseCommands(root *cobra.Command) {
@@ -39,7 +40,11 @@ func (c *cli) addReleaseCommands(root *cobra.Command) {
 			fmt.Fprintf(c.stdout, "=== %s Releases\n", app)
 			w := table(c.stdout)
 			for _, r := range l.Items {
-				row(w, fmt.Sprintf("v%d", r.Version), r.Note, r.CreatedBy, c.when(r.CreatedAt))
+				cells := []string{fmt.Sprintf("v%d", r.Version), r.Note, r.CreatedBy, c.when(r.CreatedAt)}
+				if s := releaseStatus(r); s != "" {
+					cells = append(cells, s)
+				}
+				row(w, cells...)
 			}
 			return w.Flush()
 		},
@@ -108,7 +113,19 @@ vars (the values are in 'pier config', or in --json).`,
 				keys = []string{"(none)"}
 			}
 			row(w, "Config:", strings.Join(keys, ", "))
-			return w.Flush()
+			status := r.Status
+			if r.FailedAt != nil {
+				status += " " + c.when(*r.FailedAt)
+			}
+			row(w, "Status:", status)
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if r.Failure != "" {
+				// The reason may span lines (a process's last output).
+				fmt.Fprintf(c.stdout, "\n=== Why v%d failed\n%s\n", r.Version, cleanLines(strings.TrimRight(r.Failure, "\n")))
+			}
+			return nil
 		},
 	}
 	addAppFlag(infoCmd, &info.app)
@@ -122,8 +139,9 @@ vars (the values are in 'pier config', or in --json).`,
 		Use:   "releases:rollback [VERSION]",
 		Short: "Roll back to an earlier release (default: the previous one)",
 		Long: `Roll back: make a new release with the build and config of an earlier one
-(default: the one before the current). Nothing is deleted; roll forward the
-same way.`,
+(default: the last one before the current that did not fail). Nothing is
+deleted; roll forward the same way. If the new release's processes do not
+come up, it is marked failed and the previous one restored.`,
 		Example: "  pier releases:rollback -a myapp\n  pier releases:rollback v3",
 		GroupID: "config",
 		Args:    cobra.MaximumNArgs(1),
@@ -136,7 +154,7 @@ same way.`,
 				}
 				version = v
 			}
-			app, api, err := c.appAPI(cmd.Context(), rb.app)
+			app, api, err := c.appAPI(cmd.Context(), rb.app, client.WithTimeout(convergeTimeout))
 			if err != nil {
 				return err
 			}
@@ -159,6 +177,22 @@ same way.`,
 	rollback.Flags().BoolVar(&rb.json, "json", false, "print the new release as the API's JSON")
 
 	root.AddCommand(listCmd, infoCmd, rollback)
+}
+
+// releaseStatus is the last column of `pier releases`: empty for a release
+// that ran, "pending" for one not yet seen running, and "failed: why".
+func releaseStatus(r pier.Release) string {
+	switch r.Status {
+	case pier.ReleaseFailed:
+		why, _, _ := strings.Cut(r.Failure, "\n")
+		if len(why) > 60 {
+			why = strings.ToValidUTF8(why[:60], "") + "…"
+		}
+		return "failed: " + why
+	case pier.ReleasePending:
+		return "pending"
+	}
+	return ""
 }
 
 func shortCommit(s string) string {

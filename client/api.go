@@ -153,7 +153,9 @@ func (c *Client) ConfigGet(ctx context.Context, app, key string) (string, error)
 }
 
 // SetConfig sets and unsets config vars in one request, and so in one new
-// release, which it returns. Unset keys are sent as JSON null.
+// release, which it returns. Unset keys are sent as JSON null. If the
+// release's processes do not come up, the release is marked failed, the
+// previous one restored, and the error has code pier.EROLLOUT.
 func (c *Client) SetConfig(ctx context.Context, app string, set map[string]string, unset []string) (*pier.Release, error) {
 	body := make(map[string]*string, len(set)+len(unset))
 	for k, v := range set {
@@ -201,6 +203,27 @@ func (c *Client) Scale(ctx context.Context, app string, f pier.Formation) (pier.
 		return nil, err
 	}
 	return *out, nil
+}
+
+// Limits returns the memory and CPU limits of the app's process types that
+// have any.
+func (c *Client) Limits(ctx context.Context, app string) (map[string]pier.Limits, error) {
+	l, err := get[map[string]pier.Limits](ctx, c, appPath(app)+"/limits", nil)
+	if err != nil {
+		return nil, err
+	}
+	return *l, nil
+}
+
+// SetLimits sets and unsets limits (no new release) and returns all of
+// them. A rollout failure (the processes did not come up with the new
+// limits) is an error of code pier.EROLLOUT; the limits stay set.
+func (c *Client) SetLimits(ctx context.Context, app string, change pier.LimitsChange) (map[string]pier.Limits, error) {
+	l, err := send[map[string]pier.Limits](ctx, c, http.MethodPatch, appPath(app)+"/limits", change)
+	if err != nil {
+		return nil, err
+	}
+	return *l, nil
 }
 
 // Domains lists an app's domains.
@@ -253,6 +276,19 @@ func (c *Client) Builds(ctx context.Context, app string, p pier.Page) (*pier.Lis
 // Build returns one build, with its log.
 func (c *Client) Build(ctx context.Context, app string, id int64) (*pier.Build, error) {
 	return get[pier.Build](ctx, c, appPath(app)+"/builds"+seg(strconv.FormatInt(id, 10)), nil)
+}
+
+// CreateBuild deploys an existing image (`pier builds:create`): a build of
+// strategy "image" and the release of it, returned once its processes
+// serve. procfile is the text of a Procfile ("" runs the image's own
+// entrypoint as web). If the processes do not come up, nothing is
+// released and the error has code pier.EROLLOUT.
+func (c *Client) CreateBuild(ctx context.Context, app, image, procfile string) (*pier.Release, error) {
+	req := struct {
+		Image    string `json:"image"`
+		Procfile string `json:"procfile,omitempty"`
+	}{image, procfile}
+	return send[pier.Release](ctx, c, http.MethodPost, appPath(app)+"/builds", req)
 }
 
 // LatestBuild returns the app's newest build, with its log.

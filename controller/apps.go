@@ -77,6 +77,9 @@ func (s *Server) info(r *http.Request, app *pier.App) (*pier.AppInfo, error) {
 	if info.Formation, err = s.store.Formation(ctx, app.Name); err != nil {
 		return nil, err
 	}
+	if info.Limits, err = s.store.Limits(ctx, app.Name); err != nil {
+		return nil, err
+	}
 	domains, err := s.store.ListDomains(ctx, app.Name)
 	if err != nil {
 		return nil, err
@@ -144,10 +147,10 @@ func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) (any, error
 		return nil, err
 	}
 	rel, err := s.store.SetConfig(r.Context(), appOf(r).Name, change, userOf(r).Username)
-	if err == nil {
-		s.converge(r.Context(), rel.App)
+	if err != nil {
+		return nil, err
 	}
-	return rel, err
+	return s.released(r.Context(), rel)
 }
 
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -185,10 +188,10 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, pier.Errorf(pier.EINVALID, "release version %d is invalid: use a number such as 3", req.Version)
 	}
 	rel, err := s.store.Rollback(r.Context(), appOf(r).Name, req.Version, userOf(r).Username)
-	if err == nil {
-		s.converge(r.Context(), rel.App)
+	if err != nil {
+		return nil, err
 	}
-	return rel, err
+	return s.released(r.Context(), rel)
 }
 
 func (s *Server) getFormation(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -208,10 +211,41 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	out, err := s.store.Scale(r.Context(), appOf(r).Name, f, userOf(r).Username)
-	if err == nil {
-		s.converge(r.Context(), appOf(r).Name)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	if err := s.converge(r.Context(), appOf(r).Name); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Server) getLimits(w http.ResponseWriter, r *http.Request) (any, error) {
+	l, err := s.store.Limits(r.Context(), appOf(r).Name)
+	if l == nil {
+		l = map[string]pier.Limits{}
+	}
+	return l, err
+}
+
+// patchLimits sets and unsets limits. Like scaling, it adds no release,
+// and converges: the scheduler gets the new limits on every Apply.
+func (s *Server) patchLimits(w http.ResponseWriter, r *http.Request) (any, error) {
+	var c pier.LimitsChange
+	if err := decode(w, r, &c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	out, err := s.store.SetLimits(r.Context(), appOf(r).Name, c, userOf(r).Username)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.converge(r.Context(), appOf(r).Name); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 type domainRequest struct {

@@ -1,8 +1,12 @@
 package controller
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -43,4 +47,63 @@ func (s *Server) getBuild(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, pier.Errorf(pier.EINVALID, "build ID %q is invalid: use a number from `pier builds`, or latest", raw)
 	}
 	return s.store.FindBuild(r.Context(), app, id)
+}
+
+// buildRequest deploys an existing image (`pier builds:create`).
+type buildRequest struct {
+	Image    string `json:"image"`              // [registry[:port]/]path[:tag][@sha256:digest]
+	Procfile string `json:"procfile,omitempty"` // "web: ./server\nworker: ./w"; absent: web runs the image's entrypoint
+}
+
+// createBuild deploys an existing image as Deis' builds:create does: a build
+// of strategy "image" and a release of it, through the same path as a git
+// push (Reconciler.Deploy), so that the release is written only once its
+// processes serve.
+func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req buildRequest
+	if err := decode(w, r, &req); err != nil {
+		return nil, err
+	}
+	if err := pier.ValidateImage(req.Image); err != nil {
+		return nil, err
+	}
+	types := map[string]string{"web": ""}
+	if req.Procfile != "" {
+		var err error
+		if types, err = pier.ParseProcfile(req.Procfile); err != nil {
+			return nil, err
+		}
+	}
+	if s.rec == nil {
+		return nil, pier.Errorf(pier.EUNAVAILABLE, "this controller runs no scheduler, so it cannot deploy: run `pierd all`")
+	}
+	// Detached, as converge is: a deploy is not left half done.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), convergeTimeout)
+	defer cancel()
+	return s.rec.Deploy(ctx, imageStrategy{image: req.Image, types: types}, DeployRequest{
+		App: appOf(r).Name, User: userOf(r).Username,
+	})
+}
+
+// imageStrategy is the "build" of an existing image: it builds nothing and
+// answers with the image and the process types given.
+type imageStrategy struct {
+	image string
+	types map[string]string
+}
+
+func (imageStrategy) Name() string { return pier.StrategyImage }
+
+func (s imageStrategy) Build(_ context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
+	fmt.Fprintf(req.Log, "-----> Using image %s\n", s.image)
+	types := make([]string, 0, len(s.types))
+	for t, cmd := range s.types {
+		if cmd == "" {
+			t += " (the image's entrypoint)"
+		}
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	fmt.Fprintf(req.Log, "       Process types: %s\n", strings.Join(types, ", "))
+	return &pier.BuildResult{Image: s.image, ProcessTypes: s.types}, nil
 }

@@ -35,6 +35,8 @@ func statusOf(code string) int {
 		return http.StatusTooManyRequests
 	case pier.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case pier.EROLLOUT:
+		return http.StatusUnprocessableEntity
 	default:
 		return http.StatusInternalServerError
 	}

@@ -52,27 +52,141 @@ func (r *Reconciler) lock(app string) func() {
 	return l.Unlock
 }
 
-// Converge applies app's current release and formation.
+// Converge applies app's current release, formation and limits.
+//
+// Health-gated: when the scheduler says the processes did not become
+// available (pier.ErrRolloutFailed) and the release is pending (it never
+// ran: a config change, a rollback), that release is marked failed, which
+// makes the release before it current again (its config too), and that one
+// is applied; the audit log says "release v5 failed: ...; v4 restored", and
+// Converge returns an error of code pier.EROLLOUT saying so. A rollout
+// failure of a release that ran before (a scale or limits change, a restart
+// after an outage) marks nothing: rolling back would not undo its cause.
+// Any other error is transient and marks nothing either.
 func (r *Reconciler) Converge(ctx context.Context, app string) error {
 	defer r.lock(app)()
 	return r.converge(ctx, app)
 }
 
+// failuresMax bounds how many pending releases one converge marks failed
+// on its way back to one that runs.
+const failuresMax = 5
+
+// platformActor is who the audit log says did what the platform did by
+// itself, such as restoring a release.
+const platformActor = "pier"
+
 func (r *Reconciler) converge(ctx context.Context, app string) error {
-	rel, err := r.store.CurrentRelease(ctx, app)
-	if err != nil {
-		return err
+	type failure struct {
+		version int
+		reason  string
 	}
-	f, err := r.store.Formation(ctx, app)
+	var failed []failure
+	for {
+		rel, err := r.store.CurrentRelease(ctx, app)
+		if err != nil {
+			return err
+		}
+		d, err := r.desired(ctx, rel)
+		if err != nil {
+			return err
+		}
+		err = r.apply(ctx, d)
+		if err == nil && rel.Status == pier.ReleasePending {
+			if err := r.store.MarkReleaseSucceeded(ctx, app, rel.Version); err != nil {
+				r.log.ErrorContext(ctx, "mark release succeeded", "app", app, "version", rel.Version, "err", err)
+			}
+		}
+		rollout := errors.Is(err, pier.ErrRolloutFailed)
+		if len(failed) > 0 {
+			first := failed[0]
+			msg := fmt.Sprintf("release v%d failed, so v%d was restored: %s", first.version, rel.Version, first.reason)
+			for _, f := range failed[1:] {
+				msg += fmt.Sprintf("\nrelease v%d failed too: %s", f.version, firstLine(f.reason))
+			}
+			switch {
+			case err == nil:
+				return pier.Errorf(pier.EROLLOUT, "%s", msg)
+			case !rollout || rel.Status != pier.ReleasePending || len(failed) == failuresMax:
+				return pier.Errorf(pier.EROLLOUT, "%s\nbut applying v%d did not work either: %s", msg, rel.Version, err)
+			}
+		}
+		switch {
+		case err == nil:
+			return nil
+		case !rollout:
+			return err // transient: try again later; nothing is marked
+		case rel.Status != pier.ReleasePending:
+			return pier.Errorf(pier.EROLLOUT, "%s\nv%d ran before this, so it is neither marked failed nor rolled back: undo what changed (such as `pier scale` or `pier limits:unset`), or fix its cause", err, rel.Version)
+		}
+		reason := err.Error()
+		if _, ferr := r.store.MarkReleaseFailed(ctx, app, rel.Version, reason, platformActor); ferr != nil {
+			return fmt.Errorf("%w; marking v%d failed did not work: %w", err, rel.Version, ferr)
+		}
+		r.log.WarnContext(ctx, "release failed", "app", app, "version", rel.Version, "reason", firstLine(reason))
+		failed = append(failed, failure{rel.Version, reason})
+	}
+}
+
+// desired is the deployment of rel: with the app's formation and limits.
+func (r *Reconciler) desired(ctx context.Context, rel *pier.Release) (pier.Deployment, error) {
+	f, err := r.store.Formation(ctx, rel.App)
 	if err != nil {
-		return err
+		return pier.Deployment{}, err
 	}
 	if rel.Build == nil {
 		// Nothing to run (before the first build, or rolled back to v1):
 		// the scheduler stops whatever runs.
 		f = pier.Formation{}
 	}
-	return r.sched.Apply(ctx, pier.Deployment{App: app, Release: *rel, Formation: f})
+	limits, err := r.limits(ctx, rel.App)
+	if err != nil {
+		return pier.Deployment{}, err
+	}
+	return pier.Deployment{App: rel.App, Release: *rel, Formation: f, Limits: limits}, nil
+}
+
+// limits are the app's limits, nil when it has none.
+func (r *Reconciler) limits(ctx context.Context, app string) (map[string]pier.Limits, error) {
+	l, err := r.store.Limits(ctx, app)
+	if len(l) == 0 {
+		l = nil
+	}
+	return l, err
+}
+
+// apply hands d to the scheduler, unless it is of an image build the
+// scheduler cannot run.
+func (r *Reconciler) apply(ctx context.Context, d pier.Deployment) error {
+	if b := d.Release.Build; b != nil && b.Strategy == pier.StrategyImage {
+		if err := r.runsImages(); err != nil {
+			return cannotRunImages{err}
+		}
+	}
+	return r.sched.Apply(ctx, d)
+}
+
+// cannotRunImages is the scheduler's refusal of an image build: not
+// transient, so the API reports it (see Server.converge).
+type cannotRunImages struct{ error }
+
+func (e cannotRunImages) Unwrap() error { return e.error }
+
+// runsImages says why the scheduler cannot run image builds, if it cannot.
+func (r *Reconciler) runsImages() error {
+	if ir, ok := r.sched.(pier.ImageRunner); ok {
+		return ir.CanRunImages()
+	}
+	return nil
+}
+
+// firstLine is the first line of s, at most 300 bytes.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return s
 }
 
 // Destroy stops everything of an app that no longer exists, then runs the
@@ -134,13 +248,21 @@ type DeployRequest struct {
 	Log       io.Writer // streams to the pusher's terminal
 }
 
-// Deploy builds a push and releases it, so that a release exists only once
-// it serves: the build's processes are started (the scheduler keeps the old
-// ones until the new accept connections) before the release is written.
-// A build that fails, or processes that do not come up, leave the current
-// release serving and return why. If pierd dies half-way, Postgres still
-// names the old release and ConvergeAll brings that back.
+// Deploy builds a push (or, with the strategy "image", takes an existing
+// image: `pier builds:create`) and releases it, so that a release exists
+// only once it serves: the build's processes are started (the scheduler
+// keeps the old ones until the new accept connections) before the release
+// is written, succeeded. A build that fails, or processes that do not come
+// up, leave the current release serving and return why (for the latter,
+// an error of code pier.EROLLOUT); no failed release is written. If pierd
+// dies half-way, Postgres still names the old release and ConvergeAll
+// brings that back.
 func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, req DeployRequest) (*pier.Release, error) {
+	if strategy.Name() == pier.StrategyImage {
+		if err := r.runsImages(); err != nil {
+			return nil, err
+		}
+	}
 	cfg, err := r.store.Config(ctx, req.App)
 	if err != nil {
 		return nil, err
@@ -183,15 +305,35 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 	if err != nil {
 		return nil, err
 	}
+	limits, err := r.limits(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
 	// Config is read again under the lock: a config:set that landed
 	// during the build is part of what this release runs.
 	if cfg, err = r.store.Config(ctx, req.App); err != nil {
 		return nil, err
 	}
-	next := pier.Release{App: req.App, Version: cur.Version + 1, Build: b, Config: cfg}
-	want := firstDeployFormation(f, b, cur.Build == nil)
-	fmt.Fprintf(req.Log, "-----> Starting v%d: %s\n", next.Version, want)
-	if err := r.sched.Apply(ctx, pier.Deployment{App: req.App, Release: next, Formation: want}); err != nil {
+	last, _, err := r.store.ListReleases(ctx, req.App, pier.Page{Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	version := cur.Version + 1
+	if len(last) > 0 {
+		version = last[0].Version + 1 // after any failed releases
+	}
+	next := pier.Release{App: req.App, Version: version, Build: b, Config: cfg, Status: pier.ReleasePending}
+	d := pier.Deployment{App: req.App, Release: next, Formation: firstDeployFormation(f, b, cur.Build == nil), Limits: limits}
+	fmt.Fprintf(out, "-----> Starting v%d: %s\n", next.Version, d.Formation)
+	if err := r.apply(ctx, d); err != nil {
+		// A scheduler may be left half-way (Kubernetes' does not roll
+		// back by itself): go back to what Postgres says, even if the
+		// pusher has gone.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+		defer cancel()
+		if cerr := r.converge(rctx, req.App); cerr != nil {
+			r.log.ErrorContext(ctx, "converge after failed deploy", "app", req.App, "err", cerr)
+		}
 		return nil, err
 	}
 	rel, err := r.store.Deploy(ctx, req.App, b.ID, req.User)
@@ -210,6 +352,10 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 	}
 	return rel, nil
 }
+
+// restoreTimeout bounds bringing the scheduler back to the current release
+// after a deploy that did not come up.
+const restoreTimeout = 10 * time.Minute
 
 // firstDeployFormation is Heroku's rule, as Store.Deploy applies it: the
 // first deploy of a build with a web type scales web to 1 if it was 0.
@@ -298,9 +444,9 @@ func (r *Reconciler) Run(ctx context.Context, app string, opts pier.RunOptions) 
 	if rel.Build == nil {
 		return -1, noBuild(app)
 	}
-	f, err := r.store.Formation(ctx, app)
+	d, err := r.desired(ctx, rel)
 	if err != nil {
 		return -1, err
 	}
-	return r.sched.Run(ctx, pier.Deployment{App: app, Release: *rel, Formation: f}, opts)
+	return r.sched.Run(ctx, d, opts)
 }

@@ -70,8 +70,11 @@ func (s *Server) routeTable() []route {
 
 		{"GET", "/v1/apps/{app}/formation", "Process counts by type", appMember, nil, pier.Formation{}, 200, s.getFormation},
 		{"PATCH", "/v1/apps/{app}/formation", "Scale process types", appMember, pier.Formation{}, pier.Formation{}, 200, s.scale},
+		{"GET", "/v1/apps/{app}/limits", "Memory and CPU limits by process type", appMember, nil, map[string]pier.Limits{}, 200, s.getLimits},
+		{"PATCH", "/v1/apps/{app}/limits", "Set (a string) and unset (null) limits by process type; no new release", appMember, pier.LimitsChange{}, map[string]pier.Limits{}, 200, s.patchLimits},
 
 		{"GET", "/v1/apps/{app}/builds", "List builds, newest first (without their logs)", appMember, nil, pier.List[pier.Build]{}, 200, s.listBuilds},
+		{"POST", "/v1/apps/{app}/builds", "Deploy an existing image: a build of strategy image and its release, written once its processes serve", appMember, buildRequest{}, pier.Release{}, 201, s.createBuild},
 		{"GET", "/v1/apps/{app}/builds/{id}", "One build with its log (an ID, or latest)", appMember, nil, pier.Build{}, 200, s.getBuild},
 
 		{"GET", "/v1/apps/{app}/ps", "The app's running processes", appMember, nil, pier.List[pier.Process]{}, 200, s.processes},

@@ -102,17 +102,54 @@ func (s *Server) PublicURL() string { return s.public.String() }
 // AppURL is where an app is served.
 func (s *Server) AppURL(app string) string { return s.appURL(app) }
 
-// converge applies an app's new desired state, when a Reconciler runs here.
-// The change is already committed: a failure to converge is the app's
-// state to report (the scheduler keeps the old processes), not the API
-// call's, so it is logged rather than returned.
-func (s *Server) converge(ctx context.Context, app string) {
+// convergeTimeout bounds a converge an API call waits for: far beyond any
+// scheduler's own deadline for processes to come up.
+const convergeTimeout = 15 * time.Minute
+
+// converge applies an app's new desired state, when a Reconciler runs here,
+// and returns once it is applied. It goes on if the caller goes away, so
+// that a rollout is never left half done.
+//
+// The change is already committed. A rollout failure (pier.EROLLOUT: the
+// processes did not come up; the reconciler has marked the release failed
+// and restored the previous one, or says why it did not) is the caller's to
+// know, so it is returned, as is a scheduler's refusal to run an image
+// (the app was deployed from one under another scheduler). Any other failure to converge is transient (the
+// scheduler keeps the old processes): it is the app's state to report, not
+// the API call's, so it is logged.
+func (s *Server) converge(ctx context.Context, app string) error {
 	if s.rec == nil {
-		return
+		return nil
 	}
-	if err := s.rec.Converge(ctx, app); err != nil {
-		s.log.ErrorContext(ctx, "converge", "app", app, "err", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), convergeTimeout)
+	defer cancel()
+	err := s.rec.Converge(ctx, app)
+	if err == nil {
+		return nil
 	}
+	s.log.ErrorContext(ctx, "converge", "app", app, "err", err)
+	var images cannotRunImages
+	if errors.Is(err, pier.ErrRolloutFailed) || errors.As(err, &images) {
+		return err
+	}
+	return nil
+}
+
+// released converges the app of a new release and answers with the
+// release as it stands after that (succeeded, or still pending when no
+// scheduler runs here).
+func (s *Server) released(ctx context.Context, rel *pier.Release) (*pier.Release, error) {
+	if err := s.converge(ctx, rel.App); err != nil {
+		return nil, err
+	}
+	if s.rec == nil {
+		return rel, nil
+	}
+	now, err := s.store.FindRelease(ctx, rel.App, rel.Version)
+	if err != nil {
+		return rel, nil // it is committed and converged; the answer is only late news
+	}
+	return now, nil
 }
 
 func (s *Server) appURL(app string) string {

@@ -48,7 +48,7 @@ func (db *DB) CreateApp(ctx context.Context, app *pier.App, actor string) (*pier
 		}
 		rel, err = newRelease{
 			appID: app.ID, app: app.Name, version: 1, note: "Initial release", actor: actor,
-			action: "app.create",
+			action: "app.create", status: pier.ReleaseSucceeded, // nothing to run: never fails
 		}.add(ctx, tx)
 		return err
 	})

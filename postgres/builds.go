@@ -30,6 +30,11 @@ func (db *DB) CreateBuild(ctx context.Context, b *pier.Build) error {
 			return err
 		}
 	}
+	if b.Strategy == pier.StrategyImage {
+		if err := pier.ValidateImage(b.Image); err != nil {
+			return err
+		}
+	}
 	switch b.Status {
 	case "":
 		b.Status = pier.BuildPending
@@ -62,8 +67,12 @@ func (db *DB) CreateBuild(ctx context.Context, b *pier.Build) error {
 	})
 }
 
-// buildName is how notes and events name a build: by its commit if known.
+// buildName is how notes and events name a build: by its commit if known,
+// by the end of its image reference for an image build.
 func buildName(b *pier.Build) string {
+	if b.Commit == "" && b.Strategy == pier.StrategyImage && b.Image != "" {
+		return shortImage(b.Image)
+	}
 	if b.Commit == "" {
 		return fmt.Sprintf("build %d", b.ID)
 	}
@@ -72,6 +81,22 @@ func buildName(b *pier.Build) string {
 		c = c[:7]
 	}
 	return c
+}
+
+// shortImage names an image by the last component of its path, its tag,
+// and the start of its digest: "nginx:1.27", "app@sha256:0123456789ab".
+func shortImage(ref string) string {
+	name, digest, hasDigest := strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	if hasDigest {
+		if len(digest) > len("sha256:")+12 {
+			digest = digest[:len("sha256:")+12]
+		}
+		name += "@" + digest
+	}
+	return name
 }
 
 // textColumn makes s storable in a text column: build output may hold
@@ -139,8 +164,9 @@ func buildNotFound(app string, id int64) error {
 }
 
 // Deploy adds a release that runs the build with the current config. The
-// app's first deployed build that defines "web" scales web to 1 if it was
-// 0, so that a first push serves something.
+// reconciler calls it once the build's processes serve, so the release is
+// succeeded from the start. The app's first deployed build that defines
+// "web" scales web to 1 if it was 0, so that a first push serves something.
 func (db *DB) Deploy(ctx context.Context, app string, buildID int64, actor string) (*pier.Release, error) {
 	var rel *pier.Release
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
@@ -163,13 +189,18 @@ func (db *DB) Deploy(ctx context.Context, app string, buildID int64, actor strin
 		if b.Status != pier.BuildSucceeded {
 			return pier.Errorf(pier.EINVALID, "build %d of app %q is %s: only a succeeded build can be deployed", buildID, app, b.Status)
 		}
-		_, cfg, err := releaseBuildAndConfig(ctx, tx, id, app, version-1)
+		cur, err := currentVersion(ctx, tx, id, app)
+		if err != nil {
+			return err
+		}
+		_, cfg, err := releaseBuildAndConfig(ctx, tx, id, app, cur)
 		if err != nil {
 			return err
 		}
 		rel, err = newRelease{
 			appID: id, app: app, version: version, buildID: &b.ID, config: cfg,
 			note: "Deploy " + buildName(b), actor: actor, action: "release.deploy",
+			status: pier.ReleaseSucceeded,
 		}.add(ctx, tx)
 		if err != nil || deployedBefore {
 			return err

@@ -56,21 +56,8 @@ func (db *DB) Scale(ctx context.Context, app string, f pier.Formation, actor str
 		if err != nil {
 			return err
 		}
-		var types map[string]string
-		err = tx.QueryRow(ctx,
-			`SELECT b.process_types
-			 FROM apps a
-			 JOIN releases r ON r.app_id = a.id AND r.version = a.last_version
-			 JOIN builds b ON b.id = r.build_id
-			 WHERE a.id = $1`, id).Scan(&types)
-		switch {
-		case isNoRows(err): // no build yet: any type
-		case err != nil:
-			return wrap(err, "read process types of %s", app)
-		default:
-			if err := checkProcessTypes(f, types); err != nil {
-				return err
-			}
+		if err := checkCurrentTypes(ctx, tx, id, app, sortedKeys(f)); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx,
 			`INSERT INTO formations (app_id, process_type, quantity)
@@ -93,14 +80,36 @@ func (db *DB) Scale(ctx context.Context, app string, f pier.Formation, actor str
 	return whole, nil
 }
 
-// checkProcessTypes refuses the first (by name) type of f the build does not
-// define, naming those it does.
-func checkProcessTypes(f pier.Formation, defined map[string]string) error {
-	asked := make([]string, 0, len(f))
-	for t := range f {
-		asked = append(asked, t)
+// checkCurrentTypes refuses process types the build of the app's current
+// release does not define; before the first build, any type goes. The
+// caller holds the app's row lock, so that a deploy cannot change the
+// build between the check and the write.
+func checkCurrentTypes(ctx context.Context, tx pgx.Tx, appID int64, app string, asked []string) error {
+	var types map[string]string
+	err := tx.QueryRow(ctx,
+		`SELECT b.process_types FROM releases r JOIN builds b ON b.id = r.build_id
+		 WHERE r.app_id = $1 AND r.version = (`+currentVersionSQL+`)`, appID).Scan(&types)
+	switch {
+	case isNoRows(err): // no build yet: any type
+		return nil
+	case err != nil:
+		return wrap(err, "read process types of %s", app)
 	}
-	sort.Strings(asked)
+	return checkProcessTypes(asked, types)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkProcessTypes refuses the first of the asked types (sorted) the build
+// does not define, naming those it does.
+func checkProcessTypes(asked []string, defined map[string]string) error {
 	for _, t := range asked {
 		if _, ok := defined[t]; ok {
 			continue

@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,7 +15,7 @@ import (
 
 // releaseColumns read a release r and its build b (NULLs when it has none).
 const (
-	releaseColumns = `r.version, r.config, r.note, r.created_by, r.created_at,
+	releaseColumns = `r.version, r.config, r.note, r.created_by, r.created_at, r.status, r.failure, r.failed_at,
 		b.id, b.commit_sha, b.strategy, b.image, b.process_types, b.status, b.created_by, b.created_at`
 	releaseJoin = ` LEFT JOIN builds b ON b.id = r.build_id`
 )
@@ -26,7 +28,7 @@ func scanRelease(row pgx.Row, app string) (*pier.Release, error) {
 		processTypes                               map[string]string
 		createdAt                                  *time.Time
 	)
-	err := row.Scan(&r.Version, &r.Config, &r.Note, &r.CreatedBy, &r.CreatedAt,
+	err := row.Scan(&r.Version, &r.Config, &r.Note, &r.CreatedBy, &r.CreatedAt, &r.Status, &r.Failure, &r.FailedAt,
 		&buildID, &commit, &strategy, &image, &processTypes, &status, &createdBy, &createdAt)
 	if err != nil {
 		return nil, err
@@ -51,6 +53,9 @@ type newRelease struct {
 	note    string
 	actor   string
 	action  string // of the audit event, whose detail is the note
+	// status is pier.ReleasePending unless the release is known to run
+	// (or to have nothing to run) when it is written.
+	status string
 
 	// rewriteConfig makes config_vars equal to config, for changes that
 	// change the config.
@@ -63,26 +68,24 @@ func (n newRelease) add(ctx context.Context, tx pgx.Tx) (*pier.Release, error) {
 	if n.config == nil {
 		n.config = pier.Config{} // JSON null is not a config
 	}
+	if n.status == "" {
+		n.status = pier.ReleasePending
+	}
 	var rel *pier.Release
 	b := &pgx.Batch{}
 	b.Queue(`WITH r AS (
-			INSERT INTO releases (app_id, version, build_id, config, note, created_by)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			RETURNING version, build_id, config, note, created_by, created_at
+			INSERT INTO releases (app_id, version, build_id, config, note, created_by, status)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			RETURNING version, build_id, config, note, created_by, created_at, status, failure, failed_at
 		 )
 		 SELECT `+releaseColumns+` FROM r`+releaseJoin,
-		n.appID, n.version, n.buildID, n.config, n.note, n.actor).QueryRow(func(row pgx.Row) error {
+		n.appID, n.version, n.buildID, n.config, n.note, n.actor, n.status).QueryRow(func(row pgx.Row) error {
 		var err error
 		rel, err = scanRelease(row, n.app)
 		return err
 	})
 	if n.rewriteConfig {
-		// Only rows that change are written.
-		b.Queue(`DELETE FROM config_vars WHERE app_id = $1 AND NOT ($2::jsonb ? key)`, n.appID, n.config)
-		b.Queue(`INSERT INTO config_vars (app_id, key, value)
-			SELECT $1, key, value FROM jsonb_each_text($2::jsonb)
-			ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value
-			WHERE config_vars.value IS DISTINCT FROM excluded.value`, n.appID, n.config)
+		queueConfigRewrite(b, n.appID, n.config)
 	}
 	b.Queue(`INSERT INTO events (app_id, app_name, actor, action, detail) VALUES ($1, $2, $3, $4, $5)`,
 		n.appID, n.app, n.actor, n.action, n.note)
@@ -94,6 +97,31 @@ func (n newRelease) add(ctx context.Context, tx pgx.Tx) (*pier.Release, error) {
 		return nil, wrap(err, "add release v%d of %s", n.version, n.app)
 	}
 	return rel, nil
+}
+
+// queueConfigRewrite makes config_vars equal to cfg, writing only the rows
+// that change.
+func queueConfigRewrite(b *pgx.Batch, appID int64, cfg pier.Config) {
+	b.Queue(`DELETE FROM config_vars WHERE app_id = $1 AND NOT ($2::jsonb ? key)`, appID, cfg)
+	b.Queue(`INSERT INTO config_vars (app_id, key, value)
+		SELECT $1, key, value FROM jsonb_each_text($2::jsonb)
+		ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value
+		WHERE config_vars.value IS DISTINCT FROM excluded.value`, appID, cfg)
+}
+
+// currentVersionSQL selects the version of the current release of the app
+// whose ID is $1: its newest release that has not failed.
+const currentVersionSQL = `SELECT version FROM releases WHERE app_id = $1 AND status <> 'failed' ORDER BY version DESC LIMIT 1`
+
+// currentVersion returns the version of the app's current release. There
+// always is one: v1 never fails.
+func currentVersion(ctx context.Context, q querier, appID int64, app string) (int, error) {
+	var v int
+	err := q.QueryRow(ctx, currentVersionSQL, appID).Scan(&v)
+	if isNoRows(err) {
+		return 0, appNotFound(app)
+	}
+	return v, wrap(err, "find current release of %s", app)
 }
 
 // nextVersion takes the app's next release number. The UPDATE locks the app
@@ -164,7 +192,11 @@ func (db *DB) SetConfig(ctx context.Context, app string, change pier.ConfigChang
 		if err != nil {
 			return err
 		}
-		buildID, current, err := releaseBuildAndConfig(ctx, tx, id, app, version-1)
+		cur, err := currentVersion(ctx, tx, id, app)
+		if err != nil {
+			return err
+		}
+		buildID, current, err := releaseBuildAndConfig(ctx, tx, id, app, cur)
 		if err != nil {
 			return err
 		}
@@ -189,7 +221,9 @@ func (db *DB) SetConfig(ctx context.Context, app string, change pier.ConfigChang
 }
 
 // Rollback adds a release that runs the build and config of version (0: the
-// one before the current release).
+// newest release before the current one that did not fail). Rolling back
+// to a failed release is allowed: it is a new try of the same build and
+// config.
 func (db *DB) Rollback(ctx context.Context, app string, version int, actor string) (*pier.Release, error) {
 	if version < 0 {
 		return nil, pier.Errorf(pier.EINVALID, "release version %d is invalid: use a number such as 3", version)
@@ -200,17 +234,25 @@ func (db *DB) Rollback(ctx context.Context, app string, version int, actor strin
 		if err != nil {
 			return err
 		}
-		current := next - 1
+		current, err := currentVersion(ctx, tx, id, app)
+		if err != nil {
+			return err
+		}
 		target := version
-		if target == 0 {
-			target = current - 1
+		if target == 0 && current > 1 {
+			err := tx.QueryRow(ctx,
+				`SELECT version FROM releases WHERE app_id = $1 AND status <> 'failed' AND version < $2
+				 ORDER BY version DESC LIMIT 1`, id, current).Scan(&target)
+			if err != nil {
+				return wrap(err, "find the release before v%d of %s", current, app)
+			}
 		}
 		switch {
 		case target < 1:
 			return pier.Errorf(pier.EINVALID, "app %q has only its initial release v1: there is nothing to roll back to", app)
 		case target == current:
 			return pier.Errorf(pier.EINVALID, "v%d is the current release of app %q: roll back to an earlier one", target, app)
-		case target > current:
+		case target >= next:
 			return releaseNotFound(app, target)
 		}
 		buildID, cfg, err := releaseBuildAndConfig(ctx, tx, id, app, target)
@@ -285,14 +327,97 @@ func (db *DB) FindRelease(ctx context.Context, app string, version int) (*pier.R
 	return r, wrap(err, "find release v%d of %s", version, app)
 }
 
-// CurrentRelease returns the app's latest release, the one that should run.
+// CurrentRelease returns the app's current release, the one that should
+// run: its newest release that has not failed.
 func (db *DB) CurrentRelease(ctx context.Context, app string) (*pier.Release, error) {
-	r, err := scanRelease(db.pool.QueryRow(ctx,
+	return currentRelease(ctx, db.pool, app)
+}
+
+func currentRelease(ctx context.Context, q querier, app string) (*pier.Release, error) {
+	r, err := scanRelease(q.QueryRow(ctx,
 		`SELECT `+releaseColumns+`
-		 FROM apps a JOIN releases r ON r.app_id = a.id AND r.version = a.last_version`+releaseJoin+`
+		 FROM apps a
+		 JOIN LATERAL (
+			SELECT * FROM releases WHERE app_id = a.id AND status <> 'failed' ORDER BY version DESC LIMIT 1
+		 ) r ON true`+releaseJoin+`
 		 WHERE a.name = $1`, app), app)
 	if isNoRows(err) {
 		return nil, appNotFound(app)
 	}
 	return r, wrap(err, "find current release of %s", app)
+}
+
+// MarkReleaseSucceeded records that the processes of a pending release
+// became available; for a release in any other state it does nothing.
+// It records no event: it is the platform observing a change someone
+// else's event already tells of, and it happens on every deploy.
+func (db *DB) MarkReleaseSucceeded(ctx context.Context, app string, version int) error {
+	_, err := db.pool.Exec(ctx,
+		`UPDATE releases SET status = 'succeeded'
+		 WHERE app_id = (SELECT id FROM apps WHERE name = $1) AND version = $2 AND status = 'pending'`, app, version)
+	return wrap(err, "mark release v%d of %s succeeded", version, app)
+}
+
+// MarkReleaseFailed marks a pending release failed, which makes the newest
+// release before it that did not fail current again (unless a newer one
+// is), and restores that release's config as the app's config, with the
+// audit event, in one transaction. It returns the current release.
+func (db *DB) MarkReleaseFailed(ctx context.Context, app string, version int, reason, actor string) (*pier.Release, error) {
+	if len(reason) > pier.ReleaseFailureMax {
+		reason = reason[:pier.ReleaseFailureMax] + "…"
+	}
+	reason = textColumn(reason)
+	var rel *pier.Release
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		// The lock that adding a release takes: no config change, rollback
+		// or deploy builds on the release while it is being failed.
+		id, err := appID(ctx, tx, app, noKeyUpdate)
+		if err != nil {
+			return err
+		}
+		var status string
+		err = tx.QueryRow(ctx, `SELECT status FROM releases WHERE app_id = $1 AND version = $2`, id, version).Scan(&status)
+		if isNoRows(err) {
+			return releaseNotFound(app, version)
+		}
+		if err != nil {
+			return wrap(err, "find release v%d of %s", version, app)
+		}
+		if status != pier.ReleasePending {
+			return pier.Errorf(pier.ECONFLICT, "release v%d of app %q is %s: only a pending release can fail", version, app, status)
+		}
+		_, err = tx.Exec(ctx,
+			`UPDATE releases SET status = 'failed', failure = $3, failed_at = now() WHERE app_id = $1 AND version = $2`,
+			id, version, reason)
+		if err != nil {
+			return wrap(err, "mark release v%d of %s failed", version, app)
+		}
+		if rel, err = currentRelease(ctx, tx, app); err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		queueConfigRewrite(b, id, rel.Config)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return wrap(err, "restore the config of v%d of %s", rel.Version, app)
+		}
+		detail := fmt.Sprintf("release v%d failed: %s; v%d restored", version, firstLine(reason), rel.Version)
+		if rel.Version > version {
+			detail = fmt.Sprintf("release v%d failed: %s; v%d stays current", version, firstLine(reason), rel.Version)
+		}
+		return recordEvent(ctx, tx, id, app, actor, "release.fail", detail)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rel, nil
+}
+
+// firstLine is the first line of s, at most 300 bytes: what an event says
+// of a longer reason.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return s
 }

@@ -329,8 +329,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Apply converges the app onto d. See pier.Scheduler.
+// CanRunImages says that this scheduler cannot run container images: it
+// runs build directories on this host. See pier.ImageRunner.
+func (s *Scheduler) CanRunImages() error {
+	return pier.Errorf(pier.EUNAVAILABLE, "this Pier runs apps with the local scheduler, which cannot run images: use git push, or run pierd with --scheduler=kubernetes")
+}
+
+var _ pier.ImageRunner = (*Scheduler)(nil)
+
+// Apply converges the app onto d. See pier.Scheduler: when the new
+// processes do not come up, the error is of code pier.EROLLOUT.
 func (s *Scheduler) Apply(ctx context.Context, d pier.Deployment) error {
+	if b := d.Release.Build; b != nil && b.Strategy == pier.StrategyImage {
+		return s.CanRunImages()
+	}
 	for t, n := range d.Formation {
 		if err := pier.ValidateProcessType(t); err != nil {
 			return err
@@ -503,7 +515,7 @@ wait:
 		msg += "\nlast output of " + failed.name() + ":\n  " + strings.ReplaceAll(out, "\n", "\n  ")
 	}
 	a.platform("v%d did not come up: %s %s; %s", d.Release.Version, failed.name(), why, keep)
-	return pier.Errorf(pier.EINVALID, "%s", msg)
+	return pier.Errorf(pier.EROLLOUT, "%s", msg)
 }
 
 // Restart replaces the processes of one type ("" for all) with fresh ones,

@@ -3,6 +3,7 @@ package local_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -159,6 +160,22 @@ func TestCrashRestartsWithBackoff(t *testing.T) {
 	}
 }
 
+func TestImagesAreRefused(t *testing.T) {
+	s, _ := newScheduler(t)
+	d := deployment("imaged", 1, web(1), nil)
+	d.Release.Build = &pier.Build{ID: 1, Strategy: pier.StrategyImage, Image: "nginx:1.27", ProcessTypes: map[string]string{"web": ""}}
+	err := s.Apply(context.Background(), d)
+	if pier.ErrorCode(err) != pier.EUNAVAILABLE || !strings.Contains(err.Error(), "cannot run images: use git push") {
+		t.Fatalf("applying an image: %v", err)
+	}
+	if err := s.CanRunImages(); pier.ErrorCode(err) != pier.EUNAVAILABLE {
+		t.Fatalf("CanRunImages: %v", err)
+	}
+	if errors.Is(err, pier.ErrRolloutFailed) {
+		t.Fatal("refusing an image is not a rollout failure")
+	}
+}
+
 func TestFailedReleaseKeepsOldServing(t *testing.T) {
 	s, _ := newScheduler(t, func(c *local.Config) { c.StartTimeout = 500 * time.Millisecond })
 	ctx := context.Background()
@@ -169,6 +186,9 @@ func TestFailedReleaseKeepsOldServing(t *testing.T) {
 	err := s.Apply(ctx, deployment("steady", 2, web(2), pier.Config{"MODE": "crash"}))
 	if err == nil {
 		t.Fatal("a release that crashes on boot was applied")
+	}
+	if !errors.Is(err, pier.ErrRolloutFailed) || pier.ErrorCode(err) != pier.EROLLOUT {
+		t.Fatalf("a release that did not come up is not a rollout failure: %v", err)
 	}
 	for _, want := range []string{"v2 did not come up", "crashed on boot", "exit status 1", "boom: cannot reach the database", "v1 keeps running"} {
 		if !strings.Contains(err.Error(), want) {
