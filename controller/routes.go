@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/pierpaas/pier"
 )
@@ -134,6 +135,10 @@ func appOf(r *http.Request) *pier.App {
 	return a
 }
 
+// convergeAnswerTimeout bounds how long an authorised change may take to
+// answer: longer than any scheduler's rollout deadline (5 min by default).
+const convergeAnswerTimeout = 15 * time.Minute
+
 // endpoint wraps a route's handler with authentication, authorisation and
 // the JSON encoding of its answer or error.
 func (s *Server) endpoint(rt route) http.Handler {
@@ -142,6 +147,13 @@ func (s *Server) endpoint(rt route) http.Handler {
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
+		}
+		if r.Method != http.MethodGet {
+			// A change converges before it is answered (a Kubernetes
+			// rollout may take minutes, bounded by the scheduler's
+			// deadline): the server's write timeout must not cut the
+			// answer off. Unsupported writers (tests) ignore this.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(convergeAnswerTimeout))
 		}
 		out, err := rt.handle(w, r)
 		if err != nil {
