@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks run test test-short vet bench bench-push clean
+.PHONY: help build lifecycle buildpacks run kube kube-up test test-short vet bench bench-push clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,10 +34,24 @@ buildpacks: ## build Pier's buildpacks (Go, Node.js, Python, static, Procfile) i
 run: build ## start the whole platform on this machine (data in .pier/)
 	@deploy/local/run
 
+# The Kubernetes control plane of the tests (internal/testenv): etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler and kwok, built from
+# the Go module proxy at the versions pinned in internal/testenv/kubebuild.go
+# and cached in ~/.cache/pier/kube-<versions>/. A cold build takes 10–30 minutes on two cores,
+# so it runs here, before go test and its timeout.
+PIER_KUBE := $(GO) run ./internal/testenv/cmd/pier-kube
+
+kube: ## build the tests' Kubernetes control plane into ~/.cache/pier (cold: 10–30 min; then instant)
+	$(PIER_KUBE) build
+
+kube-up: ## run that control plane with fake (kwok) nodes on loopback, for kubectl and `pierd --scheduler=kubernetes`
+	$(GOBUILD) -o $(BIN)/pier-kube ./internal/testenv/cmd/pier-kube
+	$(BIN)/pier-kube up # builds the binaries first if need be
+
 vet: ## go vet every package
 	$(GO) vet ./...
 
-test: vet ## run every test, integration tiers included, with the race detector
+test: vet kube ## run every test, integration tiers included (Kubernetes too), with the race detector
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## the fast inner loop: unit tests only

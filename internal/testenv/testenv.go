@@ -1,12 +1,13 @@
-// Package testenv provides test helpers: fresh Postgres databases and SSH
-// keys.
+// Package testenv provides test helpers: fresh Postgres databases, a
+// Kubernetes control plane (KubeCluster, kube.go) and SSH keys.
 //
 // A package whose tests call Database must run them through Main:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 //
-// so that the Postgres cluster the test binary starts is stopped and removed
-// when the tests end (it is a separate daemon that would outlive the test).
+// so that the Postgres cluster (or Kubernetes control plane) the test binary
+// starts is stopped and removed when the tests end (they are separate
+// daemons that would outlive the test).
 //
 // Database starts one embedded cluster per test process (Fast mode, in a
 // temp dir), unless PIER_TEST_DATABASE_URL names a server to use instead.
@@ -56,8 +57,9 @@ var (
 	dbCounter atomic.Int64
 )
 
-// Main runs the tests, then stops and removes any cluster this process
-// started, and exits with the tests' status.
+// Main runs the tests, then stops and removes any Postgres cluster and
+// Kubernetes control plane this process started, and exits with the tests'
+// status.
 func Main(m *testing.M) {
 	mainCalled.Store(true)
 	code := m.Run()
@@ -68,6 +70,11 @@ func Main(m *testing.M) {
 }
 
 func shutdown() error {
+	kubeErr := stopKube()
+	return errors.Join(kubeErr, stopPostgres())
+}
+
+func stopPostgres() error {
 	adminMu.Lock()
 	if adminConn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
