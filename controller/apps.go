@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"context"
+	"time"
+
 	"crypto/rand"
 	"fmt"
 	"math/big"
@@ -93,15 +96,26 @@ func (s *Server) info(r *http.Request, app *pier.App) (*pier.AppInfo, error) {
 	return info, nil
 }
 
+// destroyTimeout bounds the clean-up of a destroyed app.
+const destroyTimeout = 10 * time.Minute
+
 func (s *Server) destroyApp(w http.ResponseWriter, r *http.Request) (any, error) {
 	app := appOf(r).Name
 	if err := s.store.DestroyApp(r.Context(), app, userOf(r).Username); err != nil {
 		return nil, err
 	}
 	if s.rec != nil {
-		if err := s.rec.Destroy(r.Context(), app); err != nil {
-			s.log.ErrorContext(r.Context(), "stop destroyed app", "app", app, "err", err)
-		}
+		// The app is gone from Postgres; stopping what it ran is the
+		// scheduler's to finish (a Kubernetes namespace takes its pods'
+		// grace period to go), so the caller does not wait for it, and a
+		// caller that hangs up does not interrupt it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), destroyTimeout)
+		go func() {
+			defer cancel()
+			if err := s.rec.Destroy(ctx, app); err != nil {
+				s.log.ErrorContext(ctx, "stop destroyed app", "app", app, "err", err)
+			}
+		}()
 	}
 	return nil, nil
 }

@@ -38,7 +38,8 @@ const usage = `pierd runs the Pier platform.
 
 Usage:
   pierd all         run every component on this machine (the embedded default)
-  pierd controller  run the REST API only
+  pierd controller  run the REST API only (with --scheduler=kubernetes, it also
+                    converges apps onto the cluster)
   pierd migrate     apply database migrations and exit
 
 Flags (every command):
@@ -54,6 +55,8 @@ type options struct {
 	logLevel                    string
 	sshAddr                     string
 	lifecycleDir, buildpacksDir string
+	scheduler                   string // local or kubernetes
+	kubeconfig                  string
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -74,6 +77,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if o.scheduler != "local" && o.scheduler != "kubernetes" {
+		fmt.Fprintf(stderr, "pierd: --scheduler %q is not known: use local or kubernetes\n", o.scheduler)
 		return 2
 	}
 	log := newLogger(stderr, o.logLevel)
@@ -110,6 +117,8 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
 	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
+	fs.StringVar(&o.scheduler, "scheduler", env("PIER_SCHEDULER", "local"), "where apps run: local (processes on this machine; pierd all only) or kubernetes (env PIER_SCHEDULER)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
 	return fs
@@ -186,6 +195,27 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		public = "http://pier.localhost:" + port
 	}
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
+	if o.scheduler == "kubernetes" {
+		// Apps run on the cluster, converged from Postgres by this
+		// controller. The host builder makes directories, not images:
+		// git push comes to Kubernetes with the image builder.
+		if all {
+			fmt.Fprintln(out, "Scheduler: kubernetes. pierd runs the API and converges apps onto the cluster; deploy images with `pier builds:create IMAGE` (git push needs the image builder, not in this version).")
+			all = false
+		}
+		kube, err := startKube(o, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer kube.Close()
+		cfg.Reconciler = controller.NewReconciler(db, kube, log)
+		go func() {
+			if err := cfg.Reconciler.ConvergeAll(ctx); err != nil {
+				log.Error("converge at start", "err", err)
+			}
+		}()
+	}
 	var p *platform
 	if all {
 		if p, err = startPlatform(ctx, o, db, log); err != nil {

@@ -1,11 +1,13 @@
 package main_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSamples is acceptance point 1 for the languages other than Go (which
@@ -51,11 +53,12 @@ func TestSamples(t *testing.T) {
 		t.Fatalf("no repository for shell-app: %v", err)
 	}
 	s.c.must("", "apps:destroy", "-a", "shell-app", "--confirm", "shell-app")
-	if _, err := os.Stat(repo); !os.IsNotExist(err) {
-		t.Fatalf("repository of a destroyed app: %v", err)
-	}
-	if code, _, err := s.get(http.DefaultClient, "shell-app", "/hello.txt"); err != nil || code != 404 {
-		t.Fatalf("destroyed app answers %d %v", code, err)
-	}
+	// apps:destroy answers once the app is gone from Postgres; its
+	// processes and repository follow.
+	eventually(t, 30*time.Second, "the destroyed app's repository is removed and it answers 404", func() (bool, string) {
+		_, serr := os.Stat(repo)
+		code, _, err := s.get(http.DefaultClient, "shell-app", "/hello.txt")
+		return os.IsNotExist(serr) && err == nil && code == 404, fmt.Sprintf("repo: %v; GET: %d %v", serr, code, err)
+	})
 	s.d.stop(t)
 }
