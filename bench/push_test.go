@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/pierpaas/pier/builder/host"
 	"github.com/pierpaas/pier/internal/testenv"
 	"github.com/pierpaas/pier/postgres/embedded"
@@ -491,7 +489,7 @@ func newFloor(tb testing.TB, parent, bin string) *floor {
 
 // build runs detector then builder on a fresh build directory of the
 // source, with the cache layers of the previous run restored (renamed in,
-// as host.restoreCache does) and saved back afterwards, and returns the
+// as host.RestoreCache does) and saved back afterwards, and returns the
 // wall time of the two phases.
 func (f *floor) build() (time.Duration, error) {
 	f.n++
@@ -511,7 +509,7 @@ func (f *floor) build() (time.Duration, error) {
 	if err := os.WriteFile(analyzed, nil, 0o644); err != nil {
 		return 0, err
 	}
-	if err := restoreCache(f.cache, layers); err != nil {
+	if err := host.RestoreCache(f.cache, layers); err != nil {
 		return 0, err
 	}
 	if f.root {
@@ -543,7 +541,7 @@ func (f *floor) build() (time.Duration, error) {
 	if err != nil || !strings.Contains(string(md), `type = "web"`) {
 		return 0, fmt.Errorf("the bare build made no web process (%v):\n%s", err, md)
 	}
-	return took, saveCache(layers, f.cache)
+	return took, host.SaveCache(layers, f.cache)
 }
 
 // phase runs one lifecycle phase as builder/host's Strategy.phase does:
@@ -594,85 +592,6 @@ func buildEnv(tmp string) []string {
 	}
 	return env
 }
-
-// restoreCache moves each buildpack's cached layers into the build's layers
-// dir (host.restoreCache).
-func restoreCache(cache, layers string) error {
-	bps, err := os.ReadDir(cache)
-	if err != nil {
-		return err
-	}
-	for _, bp := range bps {
-		if !bp.IsDir() {
-			continue
-		}
-		src, dst := filepath.Join(cache, bp.Name()), filepath.Join(layers, bp.Name())
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
-		}
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// saveCache moves the layers marked cache = true, and each buildpack's
-// store.toml, back into the cache (host.saveCache, except that a layer
-// both cached and launched is moved rather than copied: this build is
-// thrown away).
-func saveCache(layers, cache string) error {
-	if err := removeAll(cache); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return err
-	}
-	bps, err := os.ReadDir(layers)
-	if err != nil {
-		return err
-	}
-	for _, bp := range bps {
-		if !bp.IsDir() || bp.Name() == "config" || bp.Name() == "sbom" {
-			continue
-		}
-		src, dst := filepath.Join(layers, bp.Name()), filepath.Join(cache, bp.Name())
-		tomls, _ := filepath.Glob(filepath.Join(src, "*.toml"))
-		for _, t := range tomls {
-			name := strings.TrimSuffix(filepath.Base(t), ".toml")
-			if name != "store" {
-				var lt struct {
-					Types struct {
-						Cache bool `toml:"cache"`
-					} `toml:"types"`
-				}
-				if _, err := toml.DecodeFile(t, &lt); err != nil || !lt.Types.Cache {
-					continue
-				}
-			}
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-			if err := os.Rename(t, filepath.Join(dst, name+".toml")); err != nil {
-				return err
-			}
-			if _, err := os.Lstat(filepath.Join(src, name)); err == nil && name != "store" {
-				if err := os.Rename(filepath.Join(src, name), filepath.Join(dst, name)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// ---- files ----
 
 // setVersion rewrites the sample's version const in dir/main.go.
 func setVersion(tb testing.TB, dir, v string) {

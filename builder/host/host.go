@@ -278,14 +278,14 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 		}
 	}
 	layers := filepath.Join(out, "layers")
-	if err := restoreCache(cache, layers); err != nil {
+	if err := RestoreCache(cache, layers); err != nil {
 		return nil, fmt.Errorf("restoring the build cache: %w", err)
 	}
 	// From here on a failed build must still give the cache back.
 	saved := false
 	defer func() {
 		if !saved {
-			if err := saveCache(layers, cache); err != nil {
+			if err := SaveCache(layers, cache); err != nil {
 				s.cfg.Logger.Warn("keeping the build cache", "app", req.App, "err", err)
 			}
 		}
@@ -359,7 +359,7 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 		return nil, pier.Errorf(pier.EINVALID, "build failed (%v); the build log says why", err)
 	}
 	saved = true
-	if err := saveCache(layers, cache); err != nil {
+	if err := SaveCache(layers, cache); err != nil {
 		return nil, fmt.Errorf("saving the build cache: %w", err)
 	}
 	procs, err := processTypes(filepath.Join(layers, "config", "metadata.toml"))
@@ -599,9 +599,10 @@ func readLayerTypes(tomlPath string) (cache, launch bool) {
 	return lt.Types.Cache, lt.Types.Launch
 }
 
-// restoreCache moves the cached layers of each buildpack into the build's
-// layers dir, as the lifecycle's restorer would restore them.
-func restoreCache(cache, layers string) error {
+// RestoreCache moves the cached layers of each buildpack into the build's
+// layers dir, as the lifecycle's restorer would restore them. (bench/ uses
+// it around its bare lifecycle runs.)
+func RestoreCache(cache, layers string) error {
 	bps, err := os.ReadDir(cache)
 	if err != nil {
 		return err
@@ -627,10 +628,10 @@ func restoreCache(cache, layers string) error {
 	return nil
 }
 
-// saveCache puts the layers marked cache = true (and each buildpack's
+// SaveCache puts the layers marked cache = true (and each buildpack's
 // store.toml) back into the app's cache: moved when only cached, copied
 // when the build also launches them.
-func saveCache(layers, cache string) error {
+func SaveCache(layers, cache string) error {
 	if err := removeAll(cache); err != nil {
 		return err
 	}
