@@ -194,7 +194,7 @@ func newPushEnv(tb testing.TB) *pushEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { removeAll(dir) })
+	tb.Cleanup(func() { host.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func (e *pushEnv) stop(tb testing.TB, done <-chan struct{}) {
 		// As cmd/pierd's runtimeDir names it.
 		abs, _ := filepath.Abs(e.data)
 		sum := sha256.Sum256([]byte(abs))
-		removeAll(filepath.Join("/var/lib/pier", "rt-"+hex.EncodeToString(sum[:8])))
+		host.RemoveAll(filepath.Join("/var/lib/pier", "rt-"+hex.EncodeToString(sum[:8])))
 	}
 }
 
@@ -501,7 +501,7 @@ func (f *floor) build() (time.Duration, error) {
 			return 0, err
 		}
 	}
-	defer removeAll(out)
+	defer host.RemoveAll(out)
 	if err := copyTree(f.src, app); err != nil {
 		return 0, err
 	}
@@ -653,16 +653,4 @@ func chownTree(dir string, uid, gid int) error {
 		}
 		return os.Lchown(p, uid, gid)
 	})
-}
-
-// removeAll is os.RemoveAll that first makes directories writable (Go's
-// module cache is read-only on disk).
-func removeAll(dir string) error {
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

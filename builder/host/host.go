@@ -254,7 +254,7 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	ok := false
 	defer func() {
 		if !ok {
-			removeAll(out)
+			RemoveAll(out)
 		}
 	}()
 
@@ -632,7 +632,7 @@ func RestoreCache(cache, layers string) error {
 // store.toml) back into the app's cache: moved when only cached, copied
 // when the build also launches them.
 func SaveCache(layers, cache string) error {
-	if err := removeAll(cache); err != nil {
+	if err := RemoveAll(cache); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(cache, 0o700); err != nil {
@@ -766,9 +766,10 @@ func chownTree(dir string, uid, gid int) error {
 	})
 }
 
-// removeAll is os.RemoveAll that first makes directories writable (Go's
-// module cache is read-only on disk).
-func removeAll(dir string) error {
+// RemoveAll is os.RemoveAll that first makes directories writable (Go's
+// module cache, which a build's layers hold, is read-only on disk). bench/
+// removes its bare lifecycle builds with it.
+func RemoveAll(dir string) error {
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			os.Chmod(p, 0o755)
