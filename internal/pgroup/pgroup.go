@@ -94,8 +94,13 @@ func (r *Records) Reap(log *slog.Logger) ([]Reaped, error) {
 		if err == nil {
 			err = json.Unmarshal(b, &rec)
 		}
+		// A session of 0 is real: in a container (a PID namespace) the
+		// session's leader may be outside it, and the kernel shows 0.
+		if err == nil && (rec.PGID <= 1 || rec.SID < 0) {
+			err = fmt.Errorf("process group %d, session %d: out of range", rec.PGID, rec.SID)
+		}
 		switch {
-		case err != nil || rec.PGID <= 1 || rec.SID <= 0:
+		case err != nil:
 			log.Warn("ignoring an unreadable process group record", "file", p, "err", err)
 		case rec.Boot != boot:
 			log.Debug("ignoring a process group record of an earlier boot", "pgid", rec.PGID)

@@ -165,7 +165,9 @@ func TestReapKillsLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	// Wait would block on the pipe the leftover child holds if Reap
+	// missed it: the test fails instead, and the cleanup kills it.
+	eventually(t, "the leader is killed", func() bool { return !alive(cmd.Process.Pid) })
 	eventually(t, "the leftover child is killed", func() bool { return !alive(child) })
 	eventually(t, "the orphan is killed", func() bool { return !alive(orphan) })
 	pids := map[int]bool{}
@@ -184,6 +186,7 @@ func TestReapKillsLeftovers(t *testing.T) {
 	if recs := records(t, dir); len(recs) != 0 {
 		t.Fatalf("records left after Reap: %v", recs)
 	}
+	cmd.Wait()
 }
 
 // Reap leaves alone a group whose record does not match it in every way.
@@ -230,5 +233,38 @@ func TestReapSparesStrangers(t *testing.T) {
 	}
 	if recs := records(t, dir); len(recs) != 0 {
 		t.Fatalf("records left after Reap: %v", recs)
+	}
+}
+
+// In a container the session's leader is often outside the PID namespace
+// and the kernel gives the session as 0. Reap must still kill the groups
+// recorded there: the reap tests run again inside a new PID namespace.
+func TestReapInsideAPIDNamespace(t *testing.T) {
+	needLinux(t)
+	if os.Getenv("PIER_PGROUP_IN_NAMESPACE") != "" {
+		t.Skip("already inside the namespace")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("with CI=true this test needs root and unshare (util-linux): euid %d, %v", os.Geteuid(), err)
+		}
+		t.Skip("needs root and unshare (util-linux) for a PID namespace")
+	}
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", os.Args[0],
+		"-test.run", "^(TestReapKillsLeftovers|TestReapSparesStrangers)$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PIER_PGROUP_IN_NAMESPACE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the reap tests failed inside a PID namespace: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: TestReapKillsLeftovers")) {
+		t.Fatalf("the reap tests did not run inside the namespace:\n%s", out)
+	}
+	// The namespace must really hide the session, or this test proves
+	// nothing.
+	sid, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "sh", "-c", "cut -d' ' -f6 /proc/self/stat").Output()
+	if err != nil || strings.TrimSpace(string(sid)) != "0" {
+		t.Fatalf("inside the namespace the session is %q (%v), want 0", sid, err)
 	}
 }
