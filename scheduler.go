@@ -178,3 +178,12 @@ type BuildStrategy interface {
 	Name() string
 	Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 }
+
+// AppLister is an optional interface of a Scheduler: Apps names every app
+// it runs something of. At start the reconciler destroys what runs of
+// apps that no longer exist (destroyed while pierd was down, or whose
+// destroy did not finish). The local scheduler has nothing left running at
+// start and does not implement it.
+type AppLister interface {
+	Apps(ctx context.Context) ([]string, error)
+}

@@ -97,6 +97,10 @@ type Store interface {
 	FindBuild(ctx context.Context, app string, id int64) (*Build, error)
 	ListBuilds(ctx context.Context, app string, p Page) ([]Build, string, error)
 	Deploy(ctx context.Context, app string, buildID int64, actor string) (*Release, error)
+	// DeployFailed records a deploy of a succeeded build whose processes did
+	// not come up: a failed release with the reason, and the event
+	// "release.fail". The current release stays current.
+	DeployFailed(ctx context.Context, app string, buildID int64, reason, actor string) (*Release, error)
 
 	// Formation. Scale sets the given quantities and returns the whole
 	// formation. Once the app has a build, unknown process types are refused

@@ -211,11 +211,27 @@ func (r *Reconciler) OnDestroy(fn func(ctx context.Context, app string) error) {
 	r.onDestroy = append(r.onDestroy, fn)
 }
 
-// ConvergeAll converges every app; it is what pierd runs at start. One
-// app failing to converge does not stop the others; the errors are joined.
+// ConvergeAll converges every app; it is what pierd runs at start (after
+// a crash, or onto an empty cluster, it brings back what Postgres says).
+// Apps converge convergeWorkers at a time: on Kubernetes each waits for its
+// rollout. Then, if the scheduler can list the apps it runs (pier.AppLister),
+// what runs of an app that no longer exists is destroyed. One app failing
+// does not stop the others; the errors are joined.
 func (r *Reconciler) ConvergeAll(ctx context.Context) error {
+	// Listed before the apps: an app that shows up here and not in
+	// Postgres below was destroyed, not created in between (its rows come
+	// before anything runs of it).
+	var running []string
+	if l, ok := r.sched.(pier.AppLister); ok {
+		var err error
+		if running, err = l.Apps(ctx); err != nil {
+			r.log.ErrorContext(ctx, "list the apps the scheduler runs; nothing of destroyed apps is cleaned up", "err", err)
+			running = nil
+		}
+	}
 	all := &pier.User{Username: "pier", Admin: true}
-	var errs []error
+	known := map[string]bool{}
+	var names []string
 	p := pier.Page{Limit: pier.PageMax}
 	for {
 		apps, next, err := r.store.ListApps(ctx, all, p)
@@ -223,20 +239,62 @@ func (r *Reconciler) ConvergeAll(ctx context.Context) error {
 			return err
 		}
 		for _, a := range apps {
-			if err := r.Converge(ctx, a.Name); err != nil {
-				r.log.ErrorContext(ctx, "converge", "app", a.Name, "err", err)
-				errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
-			}
+			known[a.Name] = true
+			names = append(names, a.Name)
 		}
 		if next == "" {
 			break
 		}
 		p.After = next
 	}
+	var gone []string
+	for _, app := range running {
+		if !known[app] {
+			gone = append(gone, app)
+		}
+	}
+	var mu sync.Mutex
+	var errs []error
+	work := func(app string, fn func(context.Context, string) error, what string) {
+		if err := fn(ctx, app); err != nil {
+			r.log.ErrorContext(ctx, what, "app", app, "err", err)
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %s: %w", app, what, err))
+			mu.Unlock()
+		}
+	}
+	each(names, convergeWorkers, func(app string) { work(app, r.Converge, "converge") })
+	each(gone, convergeWorkers, func(app string) {
+		r.log.InfoContext(ctx, "destroying what runs of an app that no longer exists", "app", app)
+		work(app, r.Destroy, "destroy what runs of a destroyed app")
+	})
 	if len(errs) > 0 {
-		return fmt.Errorf("%d app(s) did not converge: %v", len(errs), errs)
+		return fmt.Errorf("%d app(s) did not converge: %w", len(errs), errors.Join(errs...))
 	}
 	return nil
+}
+
+// convergeWorkers is how many apps ConvergeAll converges at once.
+const convergeWorkers = 16
+
+// each calls fn for every item, n at a time, and returns when all are done.
+func each(items []string, n int, fn func(string)) {
+	ch := make(chan string)
+	var wg sync.WaitGroup
+	for range min(n, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range ch {
+				fn(it)
+			}
+		}()
+	}
+	for _, it := range items {
+		ch <- it
+	}
+	close(ch)
+	wg.Wait()
 }
 
 // DeployRequest is a pushed commit to build and release.
@@ -253,8 +311,9 @@ type DeployRequest struct {
 // only once it serves: the build's processes are started (the scheduler
 // keeps the old ones until the new accept connections) before the release
 // is written, succeeded. A build that fails, or processes that do not come
-// up, leave the current release serving and return why (for the latter,
-// an error of code pier.EROLLOUT); no failed release is written. If pierd
+// up, leave the current release serving and return why; for the latter
+// the error is of code pier.EROLLOUT and a failed release is written (it
+// is never current: see Store.DeployFailed). If pierd
 // dies half-way, Postgres still names the old release and ConvergeAll
 // brings that back.
 func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, req DeployRequest) (*pier.Release, error) {
@@ -331,6 +390,13 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 		// pusher has gone.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
 		defer cancel()
+		if errors.Is(err, pier.ErrRolloutFailed) {
+			// On record, as `pier releases` shows it: this build was
+			// released and did not come up. It never becomes current.
+			if _, ferr := r.store.DeployFailed(rctx, req.App, b.ID, err.Error(), req.User); ferr != nil {
+				r.log.ErrorContext(ctx, "record failed release", "app", req.App, "err", ferr)
+			}
+		}
 		if cerr := r.converge(rctx, req.App); cerr != nil {
 			r.log.ErrorContext(ctx, "converge after failed deploy", "app", req.App, "err", cerr)
 		}

@@ -123,3 +123,46 @@ func TestDeployReleasesOnlyWhatServes(t *testing.T) {
 		t.Fatalf("converged %+v", got)
 	}
 }
+
+// listingScheduler runs apps it names (pier.AppLister) and records what it
+// is told to destroy.
+type listingScheduler struct {
+	recordingScheduler
+	running   []string
+	destroyed []string
+}
+
+func (s *listingScheduler) Apps(context.Context) ([]string, error) { return s.running, nil }
+func (s *listingScheduler) Destroy(_ context.Context, app string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.destroyed = append(s.destroyed, app)
+	return nil
+}
+
+// At start, what runs of an app that no longer exists (destroyed while
+// pierd was down) is destroyed; the apps that exist are converged, not
+// destroyed.
+func TestConvergeAllDestroysWhatRunsOfGoneApps(t *testing.T) {
+	e := newEnv(t)
+	for _, app := range []string{"kept", "other"} {
+		e.must("POST", "/v1/apps", e.alice, map[string]string{"name": app}, 201, nil)
+	}
+	sched := &listingScheduler{running: []string{"gone", "kept"}}
+	var removed []string
+	r := controller.NewReconciler(e.db, sched, nil)
+	r.OnDestroy(func(_ context.Context, app string) error { removed = append(removed, app); return nil })
+	if err := r.ConvergeAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sched.destroyed) != 1 || sched.destroyed[0] != "gone" || len(removed) != 1 || removed[0] != "gone" {
+		t.Fatalf("destroyed %v, cleaned up %v; want only gone", sched.destroyed, removed)
+	}
+	apps := map[string]bool{}
+	for _, d := range sched.applied {
+		apps[d.App] = true
+	}
+	if len(apps) != 2 || !apps["kept"] || !apps["other"] {
+		t.Fatalf("converged %v, want kept and other", apps)
+	}
+}

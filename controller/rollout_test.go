@@ -159,8 +159,9 @@ func TestFailedRolloutRestoresThePreviousRelease(t *testing.T) {
 	}
 	e.must("PATCH", "/v1/apps/myapp/formation", e.alice, map[string]int{"web": 1}, 200, nil)
 
-	// A git push whose processes do not come up writes no release at all,
-	// and the scheduler is brought back to the current release.
+	// A git push whose processes do not come up is on record as a failed
+	// release, never current, and the scheduler is brought back to the
+	// current release.
 	sched.setGate(func(d pier.Deployment) error {
 		if d.Release.Build != nil && d.Release.Build.Commit == "badbadbad0" {
 			return pier.Errorf(pier.EROLLOUT, "v%d did not come up: web.1 crashed on boot", d.Release.Version)
@@ -173,8 +174,20 @@ func TestFailedRolloutRestoresThePreviousRelease(t *testing.T) {
 		t.Fatalf("failed push: %v", err)
 	}
 	tries = sched.attempted()
-	if len(e.releases("myapp")) != 7 || len(tries) != 2 || tries[1].Release.Version != 7 {
-		t.Fatalf("failed push: %d releases, applied %+v", len(e.releases("myapp")), tries)
+	rels = e.releases("myapp")
+	if len(rels) != 8 || len(tries) != 2 || tries[1].Release.Version != 7 {
+		t.Fatalf("failed push: %d releases, applied %+v", len(rels), tries)
+	}
+	if v8 := rels[0]; v8.Version != 8 || v8.Status != pier.ReleaseFailed || !strings.Contains(v8.Failure, "web.1 crashed on boot") || v8.Build == nil || v8.Build.Commit != "badbadbad0" {
+		t.Fatalf("the failed push's release: %+v", v8)
+	}
+	info = pier.AppInfo{}
+	e.must("GET", "/v1/apps/myapp", e.alice, nil, 200, &info)
+	if info.Release.Version != 7 {
+		t.Fatalf("current release v%d after a failed push, want v7", info.Release.Version)
+	}
+	if ev := e.events("myapp")[0]; ev.Action != "release.fail" || !strings.Contains(ev.Detail, "release v8 (Deploy badbadb) failed: v8 did not come up: web.1 crashed on boot; v7 stays current") {
+		t.Fatalf("event %+v", ev)
 	}
 }
 
@@ -265,7 +278,7 @@ func TestBuildsCreateDeploysAnImage(t *testing.T) {
 		t.Fatalf("applied %+v", d)
 	}
 
-	// An image that does not come up is not released.
+	// An image that does not come up is released failed, never current.
 	sched.setGate(func(d pier.Deployment) error {
 		if d.Release.Build != nil && d.Release.Build.Image == "broken:1" {
 			return pier.Errorf(pier.EROLLOUT, "v%d did not come up: web: 0/1 new processes ready within 5m", d.Release.Version)
@@ -273,8 +286,8 @@ func TestBuildsCreateDeploysAnImage(t *testing.T) {
 		return nil
 	})
 	e.apiError("POST", "/v1/apps/myapp/builds", e.alice, map[string]string{"image": "broken:1"}, 422, pier.EROLLOUT, "v4 did not come up")
-	if rels := e.releases("myapp"); len(rels) != 3 {
-		t.Fatalf("a release that did not come up was written: %d releases", len(rels))
+	if rels := e.releases("myapp"); len(rels) != 4 || rels[0].Status != pier.ReleaseFailed || rels[1].Version != 3 || rels[1].Status != pier.ReleaseSucceeded {
+		t.Fatalf("releases after an image that did not come up: %+v", rels)
 	}
 	if d := sched.last(t); d.Release.Version != 3 {
 		t.Fatalf("not converged back to v3: %+v", d)
@@ -285,7 +298,7 @@ func TestBuildsCreateDeploysAnImage(t *testing.T) {
 	for _, x := range ev {
 		actions = append(actions, x.Action)
 	}
-	if got := strings.Join(actions, " "); got != "build.create formation.scale release.deploy build.create formation.scale release.deploy build.create app.create" {
+	if got := strings.Join(actions, " "); got != "release.fail build.create formation.scale release.deploy build.create formation.scale release.deploy build.create app.create" {
 		t.Fatalf("events %s", got)
 	}
 }

@@ -168,6 +168,24 @@ func buildNotFound(app string, id int64) error {
 // succeeded from the start. The app's first deployed build that defines
 // "web" scales web to 1 if it was 0, so that a first push serves something.
 func (db *DB) Deploy(ctx context.Context, app string, buildID int64, actor string) (*pier.Release, error) {
+	return db.deploy(ctx, app, buildID, actor, "")
+}
+
+// DeployFailed adds a failed release of a succeeded build whose processes
+// did not come up, with the reason and the event "release.fail". The
+// current release stays current; the formation is not touched.
+func (db *DB) DeployFailed(ctx context.Context, app string, buildID int64, reason, actor string) (*pier.Release, error) {
+	if reason == "" {
+		reason = "its processes did not come up"
+	}
+	if len(reason) > pier.ReleaseFailureMax {
+		reason = reason[:pier.ReleaseFailureMax] + "…"
+	}
+	return db.deploy(ctx, app, buildID, actor, reason)
+}
+
+// deploy adds a release of the build: succeeded, or failed with failure.
+func (db *DB) deploy(ctx context.Context, app string, buildID int64, actor, failure string) (*pier.Release, error) {
 	var rel *pier.Release
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		id, version, err := nextVersion(ctx, tx, app)
@@ -197,12 +215,17 @@ func (db *DB) Deploy(ctx context.Context, app string, buildID int64, actor strin
 		if err != nil {
 			return err
 		}
-		rel, err = newRelease{
+		n := newRelease{
 			appID: id, app: app, version: version, buildID: &b.ID, config: cfg,
 			note: "Deploy " + buildName(b), actor: actor, action: "release.deploy",
 			status: pier.ReleaseSucceeded,
-		}.add(ctx, tx)
-		if err != nil || deployedBefore {
+		}
+		if failure != "" {
+			n.status, n.failure, n.action = pier.ReleaseFailed, failure, "release.fail"
+			n.detail = fmt.Sprintf("release v%d (%s) failed: %s; v%d stays current", version, n.note, firstLine(failure), cur)
+		}
+		rel, err = n.add(ctx, tx)
+		if err != nil || deployedBefore || failure != "" {
 			return err
 		}
 		if _, ok := b.ProcessTypes["web"]; !ok {

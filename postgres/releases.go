@@ -54,8 +54,12 @@ type newRelease struct {
 	actor   string
 	action  string // of the audit event, whose detail is the note
 	// status is pier.ReleasePending unless the release is known to run
-	// (or to have nothing to run) when it is written.
-	status string
+	// (or to have nothing to run) when it is written, or known to have
+	// failed (with failure, the reason).
+	status  string
+	failure string
+	// detail, if set, is the audit event's detail instead of the note.
+	detail string
 
 	// rewriteConfig makes config_vars equal to config, for changes that
 	// change the config.
@@ -74,12 +78,12 @@ func (n newRelease) add(ctx context.Context, tx pgx.Tx) (*pier.Release, error) {
 	var rel *pier.Release
 	b := &pgx.Batch{}
 	b.Queue(`WITH r AS (
-			INSERT INTO releases (app_id, version, build_id, config, note, created_by, status)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			INSERT INTO releases (app_id, version, build_id, config, note, created_by, status, failure, failed_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $7 = 'failed' THEN now() END)
 			RETURNING version, build_id, config, note, created_by, created_at, status, failure, failed_at
 		 )
 		 SELECT `+releaseColumns+` FROM r`+releaseJoin,
-		n.appID, n.version, n.buildID, n.config, n.note, n.actor, n.status).QueryRow(func(row pgx.Row) error {
+		n.appID, n.version, n.buildID, n.config, n.note, n.actor, n.status, textColumn(n.failure)).QueryRow(func(row pgx.Row) error {
 		var err error
 		rel, err = scanRelease(row, n.app)
 		return err
@@ -87,8 +91,12 @@ func (n newRelease) add(ctx context.Context, tx pgx.Tx) (*pier.Release, error) {
 	if n.rewriteConfig {
 		queueConfigRewrite(b, n.appID, n.config)
 	}
+	detail := n.note
+	if n.detail != "" {
+		detail = n.detail
+	}
 	b.Queue(`INSERT INTO events (app_id, app_name, actor, action, detail) VALUES ($1, $2, $3, $4, $5)`,
-		n.appID, n.app, n.actor, n.action, n.note)
+		n.appID, n.app, n.actor, n.action, detail)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		if isUnique(err) {
 			// Cannot happen while callers hold the app lock; say so if it does.

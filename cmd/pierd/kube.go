@@ -39,7 +39,7 @@ func startKube(o options, log *slog.Logger) (*kubernetes.Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := kubernetes.New(kubernetes.Config{RESTConfig: cfg, Logger: log})
+	s, err := kubernetes.New(kubernetes.Config{RESTConfig: cfg, Logger: log, RolloutTimeout: o.rolloutTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes scheduler: %w", err)
 	}

@@ -57,6 +57,7 @@ type options struct {
 	lifecycleDir, buildpacksDir string
 	scheduler                   string // local or kubernetes
 	kubeconfig                  string
+	rolloutTimeout              time.Duration
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -77,6 +78,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if v := os.Getenv("PIER_ROLLOUT_TIMEOUT"); v != "" {
+		if _, err := time.ParseDuration(v); err != nil {
+			fmt.Fprintf(stderr, "pierd: PIER_ROLLOUT_TIMEOUT=%q is not a duration: give one such as 5m or 90s\n", v)
+			return 2
+		}
+	}
+	if o.rolloutTimeout <= 0 {
+		fmt.Fprintf(stderr, "pierd: --rollout-timeout %s: give a positive duration, such as 5m\n", o.rolloutTimeout)
 		return 2
 	}
 	if o.scheduler != "local" && o.scheduler != "kubernetes" {
@@ -119,6 +130,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
 	fs.StringVar(&o.scheduler, "scheduler", env("PIER_SCHEDULER", "local"), "where apps run: local (processes on this machine; pierd all only) or kubernetes (env PIER_SCHEDULER)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
+	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
 	return fs
@@ -305,4 +317,18 @@ func bootstrap(ctx context.Context, db *postgres.DB, dataDir string, out io.Writ
 		fmt.Fprintf(out, "No user yet: register the first (admin) user with the bootstrap token in %s\n", path)
 	}
 	return nil
+}
+
+// envDuration is the duration in the environment variable name, or def. A
+// value that does not parse is taken as 0; Main refuses it, saying why.
+func envDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0
+	}
+	return d
 }

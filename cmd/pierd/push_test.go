@@ -154,8 +154,13 @@ func TestGitPush(t *testing.T) {
 	}
 	var rels []pier.Release
 	jsonOut(t, s.c.must("", "releases", "-a", "hello", "--json"), &rels)
-	if rels[0].Version != 4 {
-		t.Fatalf("failed pushes made releases: %+v", rels[0])
+	// The build that failed made no release; the code that crashed is on
+	// record as v5, failed, and v4 stays current.
+	if rels[0].Version != 5 || rels[0].Status != pier.ReleaseFailed || !strings.Contains(rels[0].Failure, "boom: refusing to start") || rels[1].Version != 4 || rels[1].Status != pier.ReleaseSucceeded {
+		t.Fatalf("after the failed pushes, releases %+v", rels[:2])
+	}
+	if out := s.c.must("", "apps:info", "-a", "hello"); !strings.Contains(out, "v4") {
+		t.Fatalf("apps:info after a crash on boot:\n%s", out)
 	}
 
 	// Rollback to v3: the old code serves again.
@@ -196,18 +201,18 @@ func TestGitPush(t *testing.T) {
 		versions = append(versions, m[1])
 	}
 	sort.Strings(versions)
-	if versions[0] != "6" || versions[1] != "7" {
-		t.Fatalf("concurrent pushes released %v, want v6 and v7:\n--- A:\n%s\n--- B:\n%s", versions, outs[0], outs[1])
+	if versions[0] != "7" || versions[1] != "8" {
+		t.Fatalf("concurrent pushes released %v, want v7 and v8:\n--- A:\n%s\n--- B:\n%s", versions, outs[0], outs[1])
 	}
 	if !strings.Contains(outs[0]+outs[1], "waiting for another push to hello") {
 		t.Errorf("neither push waited for the other:\n--- A:\n%s\n--- B:\n%s", outs[0], outs[1])
 	}
 	last := "A"
-	if strings.Contains(outs[1], "Released v7") {
+	if strings.Contains(outs[1], "Released v8") {
 		last = "B"
 	}
 	if got := s.body("hello", "/"); got != "hello world from "+last {
-		t.Fatalf("after concurrent pushes (v7 from %s) serves %q", last, got)
+		t.Fatalf("after concurrent pushes (v8 from %s) serves %q", last, got)
 	}
 	s.d.stop(t)
 }

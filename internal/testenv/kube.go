@@ -419,7 +419,11 @@ leaderElection:
 		return nil, err
 	}
 	kwokConfig := filepath.Join(dir, "kwok.yaml")
-	if err := os.WriteFile(kwokConfig, kwokConfiguration(stages), 0o644); err != nil {
+	kc, err := kwokConfiguration(stages)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(kwokConfig, kc, 0o644); err != nil {
 		return nil, err
 	}
 	step("starting kwok, serving pod logs on 127.0.0.1:%d", kwokPort)
@@ -725,7 +729,7 @@ var (
 	stageJitter = regexp.MustCompile(`(?m)^(\s+)jitterDurationMilliseconds: 5000$`)
 )
 
-func kwokConfiguration(stages []byte) []byte {
+func kwokConfiguration(stages []byte) ([]byte, error) {
 	var b bytes.Buffer
 	// A KwokConfiguration read from a file is not defaulted: every option
 	// kwok defaults is spelled out (a missing cidr gives every pod the node's
@@ -746,9 +750,37 @@ options:
 `, kwokParallelism)
 	stages = stageDelay.ReplaceAll(stages, []byte("${1}durationMilliseconds: 100"))
 	stages = stageJitter.ReplaceAll(stages, []byte("${1}jitterDurationMilliseconds: 1000"))
+	stages, err := neverReadyStage(stages)
+	if err != nil {
+		return nil, err
+	}
 	b.WriteString("---\n")
 	b.Write(stages)
-	return b.Bytes()
+	return b.Bytes(), nil
+}
+
+// NeverReadyImage is an image whose pods never become Ready on the test
+// cluster (kwok's pod-ready stage skips them), as a real image that fails
+// its readiness probe or never pulls would: what a test deploys through
+// pierd, which puts no annotations of a test's on its pods, to see a
+// rollout fail.
+const NeverReadyImage = "registry.example/pier/never-ready:1"
+
+// neverReadyStage adds to the pod-ready stage's selector that the first
+// container's image is not NeverReadyImage.
+func neverReadyStage(stages []byte) ([]byte, error) {
+	s := string(stages)
+	const sel = "  selector:\n    matchExpressions:\n"
+	at := strings.Index(s, "name: pod-ready\n")
+	i := -1
+	if at >= 0 {
+		i = strings.Index(s[at:], sel)
+	}
+	if i < 0 {
+		return nil, errors.New("kwok's stages have no pod-ready stage with a selector of matchExpressions: NeverReadyImage needs one (a kwok upgrade?)")
+	}
+	i += at + len(sel)
+	return []byte(s[:i] + "    - key: '.spec.containers.[0].image'\n      operator: 'NotIn'\n      values:\n      - '" + NeverReadyImage + "'\n" + s[i:]), nil
 }
 
 var (

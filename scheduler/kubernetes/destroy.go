@@ -2,9 +2,11 @@ package kubernetes
 
 import (
 	"context"
+	"sort"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pierpaas/pier"
 )
@@ -58,4 +60,23 @@ func (s *Scheduler) Destroy(ctx context.Context, app string) error {
 		return s.apiError(err, "waiting for namespace %s to be deleted", name)
 	}
 	return nil
+}
+
+// Apps names the apps that have a namespace Pier made, except those being
+// deleted: see pier.AppLister. It reads the informer cache only.
+func (s *Scheduler) Apps(ctx context.Context) ([]string, error) {
+	all, err := s.namespaces.List(labels.SelectorFromSet(labels.Set{LabelManagedBy: managedBy}))
+	if err != nil {
+		return nil, err
+	}
+	var apps []string
+	for _, ns := range all {
+		app := ns.Labels[LabelApp]
+		if ns.DeletionTimestamp != nil || ns.Name != Namespace(app) || pier.ValidateAppName(app) != nil {
+			continue // not one of an app's, as Pier names them
+		}
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	return apps, nil
 }
