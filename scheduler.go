@@ -187,3 +187,13 @@ type BuildStrategy interface {
 type AppLister interface {
 	Apps(ctx context.Context) ([]string, error)
 }
+
+// DriftNotifier is an optional interface of a Scheduler: after NotifyDrift,
+// the scheduler calls fn with an app's name whenever something it runs of
+// the app went away not by its own doing (someone deleted the app's
+// Deployment, or its whole namespace). fn must return at once. The
+// reconciler converges such an app again (Reconciler.Watch), so what
+// Postgres says comes back without a restart of pierd.
+type DriftNotifier interface {
+	NotifyDrift(fn func(app string))
+}

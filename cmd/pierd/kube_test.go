@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pierpaas/pier"
@@ -282,6 +283,16 @@ func TestKubernetesConvergence(t *testing.T) {
 	if out := c.must("", "ps", "-a", "conv-a"); !strings.Contains(out, "=== web (2)") {
 		t.Fatalf("ps after the re-creation:\n%s", out)
 	}
+
+	// Deleted behind Pier's back while pierd runs: a Deployment, and a
+	// whole namespace, come back by themselves.
+	if err := cs.AppsV1().Deployments("pier-conv-b").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	emptyCluster(t, cs, "pier-conv-a")
+	settled(t, cs, "conv-b", "web", imgB, "config-v3", 1, time.Minute)
+	settled(t, cs, "conv-a", "web", imgA, "config-v2", 2, 2*time.Minute)
+	checkNoDuplicates(t, cs, "conv-a", "config-v2")
 	d.stop(t)
 }
 
@@ -306,14 +317,20 @@ func checkNoDuplicates(t *testing.T, cs kubernetes.Interface, app, secret string
 	}
 }
 
-// emptyCluster deletes the namespaces and waits until they are gone. Their
-// pods are deleted first with no grace period: kwok would otherwise wait
-// out each pod's 30 s.
+// emptyCluster deletes the namespaces and waits until they are gone (or,
+// with pierd running, made anew). Their pods are deleted first with no
+// grace period: kwok would otherwise wait out each pod's 30 s.
 func emptyCluster(t *testing.T, cs kubernetes.Interface, namespaces ...string) {
 	t.Helper()
 	ctx := context.Background()
 	zero := int64(0)
+	uids := map[string]types.UID{}
 	for _, ns := range namespaces {
+		got, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids[ns] = got.UID
 		if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +340,7 @@ func emptyCluster(t *testing.T, cs kubernetes.Interface, namespaces ...string) {
 	}
 	eventually(t, 2*time.Minute, "the app namespaces are gone", func() (bool, string) {
 		for _, ns := range namespaces {
-			if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
+			if got, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil && got.UID == uids[ns] {
 				return false, ns + " is still there"
 			}
 		}

@@ -227,6 +227,8 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 				log.Error("converge at start", "err", err)
 			}
 		}()
+		// What is deleted behind Pier's back comes back.
+		go cfg.Reconciler.Watch(ctx)
 	}
 	var p *platform
 	if all {

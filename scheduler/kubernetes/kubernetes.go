@@ -131,6 +131,7 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	waiters map[string]map[*waiter]struct{} // namespace → woken on any change in it
+	drift   func(app string)                // see NotifyDrift
 }
 
 var _ pier.Scheduler = (*Scheduler)(nil)
@@ -221,6 +222,14 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, fmt.Errorf("kubernetes scheduler: %w", err)
 		}
 	}
+	// What an app is made of, deleted: Pier's own deletes (an old process
+	// type, a destroyed app) are reported too, and converging such an app
+	// again does nothing.
+	for _, i := range []informer{nsI, depI, svcI} {
+		if _, err := i.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: s.deleted}); err != nil {
+			return nil, fmt.Errorf("kubernetes scheduler: %w", err)
+		}
+	}
 	s.namespaces, s.deploys, s.replicas = nsI.Lister(), depI.Lister(), rsI.Lister()
 	s.pods, s.services, s.secrets = podI.Lister(), svcI.Lister(), secI.Lister()
 	s.factory.Start(s.stop)
@@ -298,6 +307,34 @@ func (s *Scheduler) changed(obj any) {
 		case w.ch <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// NotifyDrift implements pier.DriftNotifier: fn hears of every app whose
+// namespace, Deployment or Service was deleted.
+func (s *Scheduler) NotifyDrift(fn func(app string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drift = fn
+}
+
+func (s *Scheduler) deleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	a, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	app := a.GetLabels()[LabelApp]
+	if pier.ValidateAppName(app) != nil {
+		return
+	}
+	s.mu.Lock()
+	fn := s.drift
+	s.mu.Unlock()
+	if fn != nil {
+		fn(app)
 	}
 }
 

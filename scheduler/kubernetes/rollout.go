@@ -42,6 +42,12 @@ func (s *Scheduler) waitRollout(ctx context.Context, app, what string, targets [
 	timer := time.NewTimer(s.cfg.RolloutTimeout)
 	defer timer.Stop()
 	err := s.until(ctx, ns, timer.C, func() (bool, error) {
+		// A namespace deleted under the rollout (by hand, or by a destroy)
+		// will never run it: say so now, not at the deadline.
+		// (A namespace made a moment ago may not be in the cache yet.)
+		if n, err := s.namespaces.Get(ns); err == nil && n.DeletionTimestamp != nil {
+			return false, terminating(app)
+		}
 		for _, t := range targets {
 			if !s.rolloutState(ns, t).done {
 				return false, nil
@@ -52,6 +58,8 @@ func (s *Scheduler) waitRollout(ctx context.Context, app, what string, targets [
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, new(*pier.Error)):
+		return err // terminating
 	case errors.Is(err, errDeadline):
 		var failed []string
 		for _, t := range targets {
