@@ -656,3 +656,50 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// Apps names the apps with a namespace Pier made (pier.AppLister), and
+// NotifyDrift hears of what of them is deleted (pier.DriftNotifier).
+func TestAppsAndDrift(t *testing.T) {
+	c := newFakeCluster(t)
+	s := newFakeScheduler(t, c, Config{})
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var drifted []string
+	s.NotifyDrift(func(app string) {
+		mu.Lock()
+		defer mu.Unlock()
+		drifted = append(drifted, app)
+	})
+	for _, app := range []string{"one", "two"} {
+		if err := s.Apply(ctx, cnbDeployment(app, 1, "reg.example.com/"+app+":1", pier.Formation{"web": 1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "pier-three"}}
+	if _, err := c.CoreV1().Namespaces().Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	apps, err := s.Apps(ctx)
+	if err != nil || !reflect.DeepEqual(apps, []string{"one", "two"}) {
+		t.Fatalf("Apps: %v %v", apps, err)
+	}
+	if err := c.AppsV1().Deployments("pier-two").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := append([]string(nil), drifted...)
+		mu.Unlock()
+		if len(got) > 0 {
+			if !reflect.DeepEqual(got, []string{"two"}) {
+				t.Fatalf("drift reported for %v, want two", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("deleting two's Deployment was not reported")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
