@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks run kube kube-up test test-short vet bench bench-push clean
+.PHONY: help build lifecycle buildpacks run kube kube-up test test-short vet bench bench-push bench-kube clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ bench: ## API benchmarks against a real Postgres (see bench/README.md)
 
 bench-push: ## git push to serving of the Go sample, cold and warm, against the bare lifecycle (see bench/README.md)
 	$(GO) test -run '^$$' -bench Push -benchtime 5x -timeout 30m ./bench/
+
+bench-kube: kube ## N apps × 3 replicas to Ready through Pier on Kubernetes, against client-go alone (PIER_BENCH_KUBE_APPS, default 1000; see bench/README.md)
+	$(GO) test -run '^$$' -bench KubeApps -benchtime 1x -timeout 2h ./bench/
 
 clean: ## remove build outputs (not .pier/, which holds your data)
 	rm -rf $(BIN)

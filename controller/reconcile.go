@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -411,12 +412,49 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 		}
 		return nil, err
 	}
-	// Usually a no-op (same build, config and formation); it corrects the
-	// scheduler if the committed release differs from the one predicted.
+	// The committed release is the one applied unless a change landed in
+	// between (a config:set, a scale): then the scheduler is corrected.
+	// Applying the same again would be a no-op that still costs a write per
+	// object and a rollout check.
+	if same, err := r.applied(ctx, d, rel); err == nil && same {
+		return rel, nil
+	}
 	if err := r.converge(ctx, req.App); err != nil {
 		return rel, err
 	}
 	return rel, nil
+}
+
+// applied says whether rel, just written, with the app's formation and
+// limits as they are now, is what d applied.
+func (r *Reconciler) applied(ctx context.Context, d pier.Deployment, rel *pier.Release) (bool, error) {
+	if rel.Version != d.Release.Version || rel.Build == nil || rel.Build.ID != d.Release.Build.ID || !maps.Equal(rel.Config, d.Release.Config) {
+		return false, nil
+	}
+	f, err := r.store.Formation(ctx, rel.App)
+	if err != nil {
+		return false, err
+	}
+	limits, err := r.limits(ctx, rel.App)
+	if err != nil {
+		return false, err
+	}
+	return sameFormation(f, d.Formation) && maps.Equal(limits, d.Limits), nil
+}
+
+// sameFormation: the same quantities, a type at 0 being the same as absent.
+func sameFormation(a, b pier.Formation) bool {
+	for t, n := range a {
+		if b[t] != n {
+			return false
+		}
+	}
+	for t, n := range b {
+		if a[t] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // restoreTimeout bounds bringing the scheduler back to the current release

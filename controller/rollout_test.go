@@ -336,3 +336,37 @@ func TestBuildsCreateNeedsASchedulerThatRunsImages(t *testing.T) {
 	// Others' apps are not theirs to deploy.
 	c.apiError("POST", "/v1/apps/nope/builds", c.alice, map[string]string{"image": "nginx:1.27"}, 404, pier.ENOTFOUND, "not found")
 }
+
+// A deploy applies once when nothing changes meanwhile; a config change
+// that lands while its processes start is part of the release written, and
+// the scheduler is brought to it.
+func TestDeployAppliesOnceUnlessSomethingChanged(t *testing.T) {
+	sched := &gatedScheduler{}
+	e := newEnvWith(t, sched)
+	ctx := context.Background()
+	e.must("POST", "/v1/apps", e.alice, map[string]string{"name": "myapp"}, 201, nil)
+	if _, err := e.rec.Deploy(ctx, fakeStrategy{res: webWorker}, controller.DeployRequest{App: "myapp", User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if tries := sched.attempted(); len(tries) != 1 || tries[0].Release.Version != 2 {
+		t.Fatalf("a deploy with no change meanwhile applied %d times: %+v", len(tries), tries)
+	}
+
+	sched.setGate(func(d pier.Deployment) error {
+		if d.Release.Version == 3 && d.Release.Config["LATE"] == "" {
+			// Straight to the store: the API's converge would wait for
+			// this deploy to end.
+			_, err := e.db.SetConfig(ctx, "myapp", pier.ConfigChange{Set: pier.Config{"LATE": "yes"}}, "bob")
+			return err
+		}
+		return nil
+	})
+	rel, err := e.rec.Deploy(ctx, fakeStrategy{res: webWorker}, controller.DeployRequest{App: "myapp", User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tries := sched.attempted()
+	if rel.Config["LATE"] != "yes" || len(tries) != 2 || tries[1].Release.Config["LATE"] != "yes" {
+		t.Fatalf("release %+v; applied %+v", rel, tries)
+	}
+}

@@ -105,6 +105,10 @@ func (s *Scheduler) Apply(ctx context.Context, d pier.Deployment) error {
 	return s.deleteOldSecrets(ctx, ns, d.Release.Version)
 }
 
+// namespaceCacheWait bounds ensureNamespace's wait for a namespace it made
+// to reach the cache; the watch brings it within milliseconds.
+const namespaceCacheWait = 5 * time.Second
+
 // ensureNamespace makes app's namespace if there is none, and refuses one
 // that Pier did not make. Once it exists it is read from the cache.
 func (s *Scheduler) ensureNamespace(ctx context.Context, app string) (string, error) {
@@ -118,6 +122,12 @@ func (s *Scheduler) ensureNamespace(ctx context.Context, app string) (string, er
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: appLabels(app)}}
 	_, err := s.client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: FieldManager})
 	if err == nil {
+		// Wait (briefly) for the cache to have it: the next Apply, often
+		// moments later (a scale, then the first build), then finds it
+		// there instead of creating it again and reading it back.
+		timer := time.NewTimer(namespaceCacheWait)
+		defer timer.Stop()
+		s.until(ctx, name, timer.C, func() (bool, error) { return s.ownedNamespace(app) != nil, nil })
 		return name, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
