@@ -254,10 +254,16 @@ func (s *Scheduler) Close() error {
 	return nil
 }
 
-// stripManagedFields keeps the caches small: Pier never reads them.
+// stripManagedFields keeps the caches small: Pier never reads managed
+// fields, nor what a Secret holds.
 func stripManagedFields(obj any) (any, error) {
 	if a, err := meta.Accessor(obj); err == nil {
 		a.SetManagedFields(nil)
+	}
+	// Only a Secret's metadata is ever read from the cache: an app's
+	// config values are not kept in pierd's memory.
+	if sec, ok := obj.(*corev1.Secret); ok {
+		sec.Data, sec.StringData = nil, nil
 	}
 	return obj, nil
 }

@@ -85,6 +85,12 @@ func TestApplyObjects(t *testing.T) {
 	if string(sec.Data["GREETING"]) != "hello" || string(sec.Data["SECRET_TOKEN"]) != "s3cr3t" || len(sec.Data) != 2 {
 		t.Errorf("secret data = %v", sec.Data)
 	}
+	// pierd's cache of it has the name, not the values.
+	if cached, err := s.secrets.Secrets("pier-shop").Get("config-v3"); err != nil {
+		t.Errorf("secret not cached: %v", err)
+	} else if cached.Data != nil || cached.StringData != nil {
+		t.Errorf("cached secret holds %v %v", cached.Data, cached.StringData)
+	}
 
 	for _, typ := range []string{"web", "worker"} {
 		dep := getDeployment(t, c, "pier-shop", typ)
