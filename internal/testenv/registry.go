@@ -1,0 +1,175 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// RegistryVersion is the version of github.com/distribution/distribution/v3
+// whose registry Registry runs.
+const RegistryVersion = "v3.1.2"
+
+// RegistryDir is where the registry binary is cached:
+// $HOME/.cache/pier/registry-<version>.
+func RegistryDir() (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".cache", "pier", "registry-"+RegistryVersion), nil
+}
+
+// BuildRegistry builds the OCI registry of distribution/v3 from the module
+// proxy into RegistryDir()/bin/registry, unless it is there, and returns the
+// binary's path. Cold, it takes about a minute; concurrent callers are
+// serialised by a lock file.
+func BuildRegistry(ctx context.Context) (string, error) {
+	dir, err := RegistryDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "bin", "registry")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lockFile(ctx, filepath.Join(dir, "build.lock"), func() {})
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := writeGoMod(src, "github.com/distribution/distribution/v3 "+RegistryVersion, nil); err != nil {
+		return "", err
+	}
+	b := &kubeBuilder{dir: dir, progress: os.Stderr}
+	if _, err := b.run(ctx, src, "mod", "download", "github.com/distribution/distribution/v3"); err != nil {
+		return "", err
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	defer os.Remove(tmp)
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	if _, err := b.run(ctx, src, "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "github.com/distribution/distribution/v3/cmd/registry"); err != nil {
+		return "", err
+	}
+	return bin, os.Rename(tmp, bin)
+}
+
+// Registry is an OCI registry on loopback with password authentication,
+// its storage in a temp dir. Host is "127.0.0.1:PORT", which Docker and
+// pack treat as insecure (plain HTTP) without configuration.
+type Registry struct {
+	Host               string
+	Username, Password string
+	Dir                string // its storage
+}
+
+// StartRegistry runs a registry for the test, stopped at its end. It builds
+// the registry first if need be (BuildRegistry).
+func StartRegistry(t testing.TB) *Registry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := BuildRegistry(ctx)
+	if err != nil {
+		t.Fatalf("building the registry: %v", err)
+	}
+	dir := t.TempDir()
+	password, err := randomHex(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Registry{Username: "pier", Password: password, Dir: filepath.Join(dir, "storage")}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(r.Username+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Host = "127.0.0.1:" + strconv.Itoa(ports[0])
+	secret, err := randomHex(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "config.yml")
+	err = os.WriteFile(config, fmt.Appendf(nil, `version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+  secret: %s
+auth:
+  htpasswd:
+    realm: pier-test-registry
+    path: %s
+`, r.Dir, r.Host, secret, htpasswd), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &Buffer{}
+	cmd := exec.Command(bin, "serve", config)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = childSysProcAttr()
+	// Its environment would override the config (REGISTRY_*).
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("registry output:\n%s", out)
+		}
+	})
+	// Up once /v2/ asks for credentials.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get("http://" + r.Host + "/v2/")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusUnauthorized {
+				return r
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the registry exited (%v):\n%s", err, out)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry did not answer on %s within 30s:\n%s", r.Host, out)
+		}
+	}
+}
