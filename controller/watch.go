@@ -57,12 +57,11 @@ func (r *Reconciler) converged(ctx context.Context, q workqueue.TypedRateLimitin
 	}
 	defer q.Done(app)
 	err := r.Converge(ctx, app)
-	var perr *pier.Error
 	switch {
 	case err == nil:
 		r.log.DebugContext(ctx, "converged an app after a change behind Pier's back (or a delete of its own)", "app", app)
 		q.Forget(app)
-	case errors.As(err, &perr) && perr.Code == pier.ENOTFOUND:
+	case pier.ErrorCode(err) == pier.ENOTFOUND:
 		q.Forget(app) // destroyed: what went was meant to go
 	case errors.Is(err, pier.ErrRolloutFailed):
 		// Not transient: trying again would hold the app for another
