@@ -431,15 +431,11 @@ func (r *Reconciler) applied(ctx context.Context, d pier.Deployment, rel *pier.R
 	if rel.Version != d.Release.Version || rel.Build == nil || rel.Build.ID != d.Release.Build.ID || !maps.Equal(rel.Config, d.Release.Config) {
 		return false, nil
 	}
-	f, err := r.store.Formation(ctx, rel.App)
+	now, err := r.desired(ctx, rel)
 	if err != nil {
 		return false, err
 	}
-	limits, err := r.limits(ctx, rel.App)
-	if err != nil {
-		return false, err
-	}
-	return sameFormation(f, d.Formation) && maps.Equal(limits, d.Limits), nil
+	return sameFormation(now.Formation, d.Formation) && maps.Equal(now.Limits, d.Limits), nil
 }
 
 // sameFormation: the same quantities, a type at 0 being the same as absent.

@@ -294,12 +294,19 @@ func (s *Scheduler) watch(ns string) (*waiter, func()) {
 	}
 }
 
-func (s *Scheduler) changed(obj any) {
+// objectOf is the metadata of an informer event's object, a deleted one's
+// last known state included.
+func objectOf(obj any) (metav1.Object, any, bool) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
 	a, err := meta.Accessor(obj)
-	if err != nil {
+	return a, obj, err == nil
+}
+
+func (s *Scheduler) changed(obj any) {
+	a, obj, ok := objectOf(obj)
+	if !ok {
 		return
 	}
 	ns := a.GetNamespace()
@@ -325,11 +332,8 @@ func (s *Scheduler) NotifyDrift(fn func(app string)) {
 }
 
 func (s *Scheduler) deleted(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	a, err := meta.Accessor(obj)
-	if err != nil {
+	a, _, ok := objectOf(obj)
+	if !ok {
 		return
 	}
 	app := a.GetLabels()[LabelApp]
