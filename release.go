@@ -45,6 +45,39 @@ const (
 // ImageRunner).
 const StrategyImage = "image"
 
+// The build strategies that make images from pushed source: "pack" builds
+// with Cloud Native Buildpacks through pack and a Docker daemon, and
+// "dockerfile" with the daemon from the app's own Dockerfile. Their Image
+// is name@sha256:digest in the platform's registry. "host" runs the CNB
+// lifecycle on this machine, and its Image is a build directory.
+const (
+	StrategyHost       = "host"
+	StrategyPack       = "pack"
+	StrategyDockerfile = "dockerfile"
+)
+
+// CNB says whether the build's image was made by Cloud Native Buildpacks:
+// it then runs each process type as /cnb/process/<type> (the launcher) as
+// the image's non-root CNB user. Other images (StrategyImage, Dockerfile
+// builds) run their Procfile command or their own entrypoint.
+func (b *Build) CNB() bool {
+	return b.Strategy != StrategyImage && b.Strategy != StrategyDockerfile
+}
+
+// RunsImage says whether the build's output is a container image, which
+// only an image-running scheduler (Docker, Kubernetes) can run; the host
+// strategy's is a directory on the build host.
+func (b *Build) RunsImage() bool { return StrategyRunsImage(b.Strategy) }
+
+// StrategyRunsImage says whether builds of strategy make container images.
+func StrategyRunsImage(strategy string) bool {
+	switch strategy {
+	case StrategyImage, StrategyPack, StrategyDockerfile:
+		return true
+	}
+	return false
+}
+
 // Release is an immutable, numbered snapshot of what runs: a build and the
 // config it runs with. Every deploy, config change and rollback adds one.
 //

@@ -159,7 +159,7 @@ func (r *Reconciler) limits(ctx context.Context, app string) (map[string]pier.Li
 // apply hands d to the scheduler, unless it is of an image build the
 // scheduler cannot run.
 func (r *Reconciler) apply(ctx context.Context, d pier.Deployment) error {
-	if b := d.Release.Build; b != nil && b.Strategy == pier.StrategyImage {
+	if b := d.Release.Build; b != nil && b.RunsImage() {
 		if err := r.runsImages(); err != nil {
 			return cannotRunImages{err}
 		}
@@ -318,7 +318,7 @@ type DeployRequest struct {
 // dies half-way, Postgres still names the old release and ConvergeAll
 // brings that back.
 func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, req DeployRequest) (*pier.Release, error) {
-	if strategy.Name() == pier.StrategyImage {
+	if pier.StrategyRunsImage(strategy.Name()) {
 		if err := r.runsImages(); err != nil {
 			return nil, err
 		}

@@ -199,7 +199,7 @@ func New(cfg Config) (*Strategy, error) {
 }
 
 // Name is "host".
-func (s *Strategy) Name() string { return "host" }
+func (s *Strategy) Name() string { return pier.StrategyHost }
 
 // WorkDir is the build store root.
 func (s *Strategy) WorkDir() string { return s.cfg.WorkDir }

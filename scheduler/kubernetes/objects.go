@@ -89,7 +89,7 @@ func checkRunnable(d pier.Deployment) error {
 	if b == nil {
 		return nil
 	}
-	if b.Strategy == "host" || strings.HasPrefix(b.Image, "/") {
+	if !b.RunsImage() || strings.HasPrefix(b.Image, "/") {
 		return pier.Errorf(pier.EINVALID, "v%d of %s was built by the host strategy, whose output runs only on the build host: the Kubernetes scheduler runs images; build with pack, or deploy an image (pier builds:create IMAGE)", d.Release.Version, d.App)
 	}
 	if err := pier.ValidateImage(b.Image); err != nil {
@@ -116,7 +116,7 @@ func checkType(t string) error {
 
 // isCNB reports whether the build is a Cloud Native Buildpacks image (run
 // through its launcher) rather than an image deployed as it is.
-func isCNB(b *pier.Build) bool { return b.Strategy != pier.StrategyImage }
+func isCNB(b *pier.Build) bool { return b.CNB() }
 
 // processCommand is the container command of a process type, nil for the
 // image's own entrypoint.

@@ -340,7 +340,7 @@ var _ pier.ImageRunner = (*Scheduler)(nil)
 // Apply converges the app onto d. See pier.Scheduler: when the new
 // processes do not come up, the error is of code pier.EROLLOUT.
 func (s *Scheduler) Apply(ctx context.Context, d pier.Deployment) error {
-	if b := d.Release.Build; b != nil && b.Strategy == pier.StrategyImage {
+	if b := d.Release.Build; b != nil && b.RunsImage() {
 		return s.CanRunImages()
 	}
 	for t, n := range d.Formation {
