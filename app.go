@@ -70,3 +70,11 @@ func clip(s string) string {
 	}
 	return s[:max] + "…"
 }
+
+// BuilderSetting is the CNB builder image an app's source is built with by
+// the pack strategy. Builder is the app's own choice ("" for none); Default
+// is the platform's, used when the app chose none.
+type BuilderSetting struct {
+	Builder string `json:"builder"`
+	Default string `json:"default,omitempty"`
+}

@@ -161,6 +161,9 @@ type BuildRequest struct {
 	Commit    string
 	SourceDir string    // a checked-out copy of the pushed tree, the build's to use
 	Config    Config    // the app's config vars, visible to the build
+	// Builder is the app's CNB builder image (`pier buildpacks:set-builder`),
+	// "" for the strategy's default. Strategies without builders ignore it.
+	Builder string
 	Log       io.Writer // build output, streamed to the pusher
 }
 

@@ -114,6 +114,12 @@ type Store interface {
 	Limits(ctx context.Context, app string) (map[string]Limits, error)
 	SetLimits(ctx context.Context, app string, change LimitsChange, actor string) (map[string]Limits, error)
 
+	// AppBuilder is the CNB builder image the app's source is built with
+	// by the pack strategy, "" for the platform's default. SetAppBuilder
+	// sets it ("" goes back to the default) and records "builder.set".
+	AppBuilder(ctx context.Context, app string) (string, error)
+	SetAppBuilder(ctx context.Context, app, builder, actor string) error
+
 	// Domains. A hostname belongs to one app (ECONFLICT).
 	AddDomain(ctx context.Context, app, hostname, actor string) (*Domain, error)
 	ListDomains(ctx context.Context, app string) ([]Domain, error)

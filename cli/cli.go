@@ -108,7 +108,7 @@ App commands take -a APP, or find the app from a git remote named "pier".`,
 	for _, add := range []func(*cobra.Command){
 		c.addAuthCommands, c.addUserCommands, c.addTokenCommands, c.addKeyCommands,
 		c.addAppCommands, c.addConfigCommands, c.addReleaseCommands, c.addBuildCommands,
-		c.addPsCommands, c.addLimitsCommands, c.addLogsCommand, c.addRunCommand,
+		c.addPsCommands, c.addLimitsCommands, c.addBuildpackCommands, c.addLogsCommand, c.addRunCommand,
 		c.addDomainCommands, c.addPermCommands, c.addEventCommands,
 	} {
 		add(root)

@@ -388,3 +388,15 @@ func (c *Client) Run(ctx context.Context, app string, command []string, stdout, 
 }
 
 func appPath(app string) string { return "/v1/apps" + seg(app) }
+
+// Builder returns the CNB builder image the app is built with by the pack
+// strategy: its own choice, and the platform's default.
+func (c *Client) Builder(ctx context.Context, app string) (*pier.BuilderSetting, error) {
+	return get[pier.BuilderSetting](ctx, c, appPath(app)+"/builder", nil)
+}
+
+// SetBuilder chooses the app's CNB builder image ("" for the platform's
+// default); the next push is built with it.
+func (c *Client) SetBuilder(ctx context.Context, app, builder string) (*pier.BuilderSetting, error) {
+	return send[pier.BuilderSetting](ctx, c, http.MethodPut, appPath(app)+"/builder", pier.BuilderSetting{Builder: builder})
+}

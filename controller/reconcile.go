@@ -327,6 +327,10 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 	if err != nil {
 		return nil, err
 	}
+	builder, err := r.store.AppBuilder(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
 	b := &pier.Build{App: req.App, Commit: req.Commit, Strategy: strategy.Name(), CreatedBy: req.User}
 	// The build's output goes to the pusher and, bounded, onto the Build
 	// row, so that `pier builds:info` shows it later.
@@ -336,7 +340,7 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 	}
 	blog := newBuildLog(pier.BuildLogMax)
 	res, buildErr := strategy.Build(ctx, pier.BuildRequest{
-		App: req.App, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Log: teeLog{blog, out},
+		App: req.App, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Builder: builder, Log: teeLog{blog, out},
 	})
 	if buildErr != nil {
 		// The pusher is shown the reason by the builder; the stored log

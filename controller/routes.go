@@ -74,6 +74,9 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/apps/{app}/limits", "Memory and CPU limits by process type", appMember, nil, map[string]pier.Limits{}, 200, s.getLimits},
 		{"PATCH", "/v1/apps/{app}/limits", "Set (a string) and unset (null) limits by process type; no new release", appMember, pier.LimitsChange{}, map[string]pier.Limits{}, 200, s.patchLimits},
 
+		{"GET", "/v1/apps/{app}/builder", "The CNB builder image the app's source is built with (pack strategy)", appMember, nil, pier.BuilderSetting{}, 200, s.getBuilder},
+		{"PUT", "/v1/apps/{app}/builder", "Choose the app's CNB builder image (\"\": the platform's default); used from the next push", appMember, pier.BuilderSetting{}, pier.BuilderSetting{}, 200, s.putBuilder},
+
 		{"GET", "/v1/apps/{app}/builds", "List builds, newest first (without their logs)", appMember, nil, pier.List[pier.Build]{}, 200, s.listBuilds},
 		{"POST", "/v1/apps/{app}/builds", "Deploy an existing image: a build of strategy image and its release, written once its processes serve", appMember, buildRequest{}, pier.Release{}, 201, s.createBuild},
 		{"GET", "/v1/apps/{app}/builds/{id}", "One build with its log (an ID, or latest)", appMember, nil, pier.Build{}, 200, s.getBuild},

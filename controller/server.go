@@ -36,6 +36,9 @@ type Config struct {
 	// GitURL, when a builder runs, says where to push an app, such as
 	// ssh://git@localhost:2222/myapp.git.
 	GitURL func(app string) string
+	// DefaultBuilder is the CNB builder image of apps that chose none, when
+	// the pack strategy builds pushes ("" otherwise).
+	DefaultBuilder string
 }
 
 // Server is the controller's HTTP API.
@@ -52,6 +55,7 @@ type Server struct {
 	dummyPwd string // a hash to compare against when a user is unknown
 	rec      *Reconciler
 	gitURL   func(app string) string
+	builder  string // the platform's default CNB builder
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -76,7 +80,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err
