@@ -5,10 +5,10 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks run kube kube-up test test-short vet bench bench-push bench-kube clean
+.PHONY: help build lifecycle buildpacks builder-image run kube kube-up test test-short vet bench bench-push bench-kube bench-pack clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: lifecycle buildpacks ## build bin/pier (the CLI), bin/pierd (the server), the lifecycle and buildpacks
 	$(GOBUILD) -o $(BIN)/pier ./cmd/pier
@@ -30,6 +30,13 @@ lifecycle: ## build the CNB lifecycle and launcher into bin/lifecycle/
 buildpacks: ## build Pier's buildpacks (Go, Node.js, Python, static, Procfile) into bin/buildpacks/
 	$(GOBUILD) -o $(BIN)/pier-buildpack ./buildpacks/cmd/pier-buildpack
 	$(BIN)/pier-buildpack install $(BIN)/buildpacks
+
+# Pier's offline CNB builder (package builder/stack): Debian bookworm base
+# images made with debootstrap (needs root the first time; cached in
+# ~/.cache/pier/stack), this machine's Go and Node.js, the lifecycle and the
+# buildpacks above. Nothing is pulled; images already made are kept.
+builder-image: lifecycle buildpacks ## make the offline CNB builder image pier/builder in the local Docker daemon (pack build --builder)
+	$(GO) run ./builder/stack/cmd/pier-stack -lifecycle $(BIN)/lifecycle -buildpacks $(BIN)/buildpacks
 
 run: build ## start the whole platform on this machine (data in .pier/)
 	@deploy/local/run
@@ -65,6 +72,9 @@ bench-push: ## git push to serving of the Go sample, cold and warm, against the 
 
 bench-kube: kube ## N apps × 3 replicas to Ready through Pier on Kubernetes, against client-go alone (PIER_BENCH_KUBE_APPS, default 1000; see bench/README.md)
 	$(GO) test -run '^$$' -bench KubeApps -benchtime 1x -timeout 2h ./bench/
+
+bench-pack: ## the pack strategy building the Go sample, cold and warm, against the pack CLI (see bench/README.md)
+	$(GO) test -run '^$$' -bench PackBuild -benchtime 5x -timeout 30m ./bench/
 
 clean: ## remove build outputs (not .pier/, which holds your data)
 	rm -rf $(BIN)
