@@ -159,12 +159,12 @@ type ImageRunner interface {
 type BuildRequest struct {
 	App       string
 	Commit    string
-	SourceDir string    // a checked-out copy of the pushed tree, the build's to use
-	Config    Config    // the app's config vars, visible to the build
+	SourceDir string // a checked-out copy of the pushed tree, the build's to use
+	Config    Config // the app's config vars, visible to the build
 	// Builder is the app's CNB builder image (`pier buildpacks:set-builder`),
 	// "" for the strategy's default. Strategies without builders ignore it.
 	Builder string
-	Log       io.Writer // build output, streamed to the pusher
+	Log     io.Writer // build output, streamed to the pusher
 }
 
 // BuildResult is a strategy's output: Image names it (an image reference,
@@ -173,6 +173,10 @@ type BuildRequest struct {
 type BuildResult struct {
 	Image        string
 	ProcessTypes map[string]string
+	// Strategy, when set, is the strategy that really built, if not the
+	// one asked: the pack strategy builds an app with a Dockerfile as
+	// StrategyDockerfile.
+	Strategy string
 }
 
 // BuildStrategy builds source: "host" (the CNB lifecycle on this machine)

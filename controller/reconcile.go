@@ -356,6 +356,9 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 		return nil, buildErr
 	}
 	b.Status, b.Image, b.ProcessTypes, b.Log = pier.BuildSucceeded, res.Image, res.ProcessTypes, blog.String()
+	if res.Strategy != "" {
+		b.Strategy = res.Strategy
+	}
 	if err := r.store.CreateBuild(ctx, b); err != nil {
 		return nil, err
 	}

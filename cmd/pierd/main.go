@@ -37,10 +37,16 @@ func main() {
 const usage = `pierd runs the Pier platform.
 
 Usage:
-  pierd all         run every component on this machine (the embedded default)
-  pierd controller  run the REST API only (with --scheduler=kubernetes, it also
-                    converges apps onto the cluster)
+  pierd all         run every component on this machine: API, router, git push
+                    builder and scheduler (the embedded default: local processes;
+                    --scheduler docker or kubernetes runs images built by pack)
+  pierd controller  run the REST API only (with --scheduler docker or kubernetes,
+                    it also converges apps onto that host or cluster)
   pierd migrate     apply database migrations and exit
+
+Examples:
+  pierd all
+  pierd all --scheduler docker --registry 127.0.0.1:5000 --builder pier/builder:latest
 
 Flags (every command):
 `
@@ -55,9 +61,18 @@ type options struct {
 	logLevel                    string
 	sshAddr                     string
 	lifecycleDir, buildpacksDir string
-	scheduler                   string // local or kubernetes
+	scheduler                   string // local, docker or kubernetes
 	kubeconfig                  string
 	rolloutTimeout              time.Duration
+
+	buildStrategy        string // host or pack ("": host with the local scheduler, else pack)
+	registry             string // host[:port] of the image registry (pack)
+	registryPrefix       string
+	registryUsername     string
+	registryPasswordFile string
+	builder              string // default CNB builder (pack)
+	trustedBuilders      string // comma-separated
+	lifecycleImage       string
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -90,8 +105,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pierd: --rollout-timeout %s: give a positive duration, such as 5m\n", o.rolloutTimeout)
 		return 2
 	}
-	if o.scheduler != "local" && o.scheduler != "kubernetes" {
-		fmt.Fprintf(stderr, "pierd: --scheduler %q is not known: use local or kubernetes\n", o.scheduler)
+	if err := o.check(); err != nil {
+		fmt.Fprintf(stderr, "pierd: %v\n", err)
 		return 2
 	}
 	log := newLogger(stderr, o.logLevel)
@@ -128,7 +143,15 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
 	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
-	fs.StringVar(&o.scheduler, "scheduler", env("PIER_SCHEDULER", "local"), "where apps run: local (processes on this machine; pierd all only) or kubernetes (env PIER_SCHEDULER)")
+	fs.StringVar(&o.scheduler, "scheduler", env("PIER_SCHEDULER", "local"), "where apps run: local (processes on this machine; pierd all only), docker (containers on this Docker host) or kubernetes (env PIER_SCHEDULER)")
+	fs.StringVar(&o.buildStrategy, "build-strategy", env("PIER_BUILD_STRATEGY", ""), "how git pushes are built: host (the CNB lifecycle on this machine; local scheduler only) or pack (images with a Docker daemon, pushed to --registry); default: host with the local scheduler, else pack (env PIER_BUILD_STRATEGY)")
+	fs.StringVar(&o.registry, "registry", env("PIER_REGISTRY", ""), "pack: the registry built images are pushed to, host[:port], such as 127.0.0.1:5000 (env PIER_REGISTRY)")
+	fs.StringVar(&o.registryPrefix, "registry-prefix", env("PIER_REGISTRY_PREFIX", "pier"), "pack: the path of the apps' repositories in the registry: <registry>/<prefix>/<app> (env PIER_REGISTRY_PREFIX)")
+	fs.StringVar(&o.registryUsername, "registry-username", env("PIER_REGISTRY_USERNAME", ""), "the registry's user (env PIER_REGISTRY_USERNAME); the password comes from PIER_REGISTRY_PASSWORD or --registry-password-file, never from argv")
+	fs.StringVar(&o.registryPasswordFile, "registry-password-file", env("PIER_REGISTRY_PASSWORD_FILE", ""), "a file holding the registry's password (env PIER_REGISTRY_PASSWORD_FILE)")
+	fs.StringVar(&o.builder, "builder", env("PIER_BUILDER", "pier/builder:latest"), "pack: the default CNB builder image (`make builder-image` makes Pier's); apps may choose another with `pier buildpacks:set-builder` (env PIER_BUILDER)")
+	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
+	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
@@ -207,31 +230,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		public = "http://pier.localhost:" + port
 	}
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
-	if o.scheduler == "kubernetes" {
-		// Apps run on the cluster, converged from Postgres by this
-		// controller. The host builder makes directories, not images:
-		// git push comes to Kubernetes with the image builder.
-		if all {
-			fmt.Fprintln(out, "Scheduler: kubernetes. pierd runs the API and converges apps onto the cluster; deploy images with `pier builds:create IMAGE` (git push needs the image builder, not in this version).")
-			all = false
-		}
-		kube, err := startKube(o, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer kube.Close()
-		cfg.Reconciler = controller.NewReconciler(db, kube, log)
-		go func() {
-			if err := cfg.Reconciler.ConvergeAll(ctx); err != nil {
-				log.Error("converge at start", "err", err)
-			}
-		}()
-		// What is deleted behind Pier's back comes back.
-		go cfg.Reconciler.Watch(ctx)
-	}
 	var p *platform
-	if all {
+	switch {
+	case all:
 		if p, err = startPlatform(ctx, o, db, log); err != nil {
 			ln.Close()
 			return err
@@ -243,6 +244,24 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		}()
 		cfg.Reconciler = p.rec
 		cfg.GitURL = p.gitURL
+		cfg.DefaultBuilder = p.builder
+	case o.scheduler != "local":
+		// The API alone, converging apps onto the cluster or Docker host;
+		// deploys come from `pier builds:create IMAGE`.
+		sched, stop, err := remoteScheduler(ctx, o, db, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+		cfg.Reconciler = controller.NewReconciler(db, sched, log)
+		go func() {
+			if err := cfg.Reconciler.ConvergeAll(ctx); err != nil {
+				log.Error("converge at start", "err", err)
+			}
+		}()
+		// What is deleted behind Pier's back comes back.
+		go cfg.Reconciler.Watch(ctx)
 	}
 	api, err := controller.New(ctx, cfg)
 	if err != nil {

@@ -21,22 +21,29 @@ import (
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/builder"
 	"github.com/pierpaas/pier/builder/host"
+	"github.com/pierpaas/pier/builder/pack"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
 	"github.com/pierpaas/pier/router"
+	"github.com/pierpaas/pier/scheduler/docker"
 	"github.com/pierpaas/pier/scheduler/local"
 )
 
-// platform is what `pierd all` runs beside the API: the host build
-// strategy, the local scheduler, the router and the SSH builder.
+// platform is what `pierd all` runs beside the API: a build strategy (host
+// or pack), a scheduler (local, docker or kubernetes), the router and the
+// SSH builder.
 type platform struct {
-	strategy *host.Strategy
-	sched    *local.Scheduler
+	strategy pier.BuildStrategy
+	host     *host.Strategy // the host strategy, when it builds
+	sched    pier.Scheduler
+	routes   router.RouteSource // where the router finds app processes; nil on Kubernetes (issue: in-cluster router)
 	rec      *controller.Reconciler
 	router   *router.Router
 	ssh      *builder.Server
 	sshPort  atomic.Value // string, once the builder listens
 	unfollow func()
+	builder  string                  // the pack strategy's default CNB builder
+	closers  []func(context.Context) // stop what startPlatform started, last first
 
 	stopWatch func() // stops following the domains table, and waits
 }
@@ -88,37 +95,89 @@ func toolDir(flagValue, name string) (string, error) {
 	return dir, nil
 }
 
-func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Logger) (*platform, error) {
+func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Logger) (_ *platform, err error) {
+	p := &platform{}
+	defer func() {
+		if err != nil {
+			p.close(context.Background())
+		}
+	}()
+	switch o.scheduler {
+	case "local":
+		if err := p.startLocal(o, log); err != nil {
+			return nil, err
+		}
+	case "docker":
+		cli, err := dockerClient()
+		if err != nil {
+			return nil, err
+		}
+		reg, err := registryOf(o)
+		if err != nil {
+			return nil, err
+		}
+		instance, err := instanceID(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		s, err := docker.New(docker.Config{Client: cli, Logger: log, RegistryAuth: reg.Auth, Instance: instance})
+		if err != nil {
+			return nil, fmt.Errorf("docker scheduler: %w", err)
+		}
+		p.closers = append(p.closers, func(ctx context.Context) { s.Shutdown(ctx) })
+		p.sched, p.routes = s, s
+	case "kubernetes":
+		s, err := startKube(o, log)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, func(context.Context) { s.Close() })
+		p.sched = s
+	}
+	if o.buildStrategy == pier.StrategyPack {
+		if err := p.startPack(o, log); err != nil {
+			return nil, err
+		}
+	}
+	p.rec = controller.NewReconciler(db, p.sched, log)
+	return p, nil
+}
+
+// startLocal makes the host strategy and the local scheduler that runs
+// its builds.
+func (p *platform) startLocal(o options, log *slog.Logger) error {
 	rt, err := runtimeDir(o.dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("runtime dir: %w", err)
+		return fmt.Errorf("runtime dir: %w", err)
 	}
 	lifecycle, err := toolDir(o.lifecycleDir, "lifecycle")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	buildpacks, err := toolDir(o.buildpacksDir, "buildpacks")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	p := &platform{}
 	hcfg := host.Config{LifecycleDir: lifecycle, BuildpacksDir: buildpacks, WorkDir: filepath.Join(rt, "builds"), Logger: log}
 	if os.Geteuid() == 0 {
 		// Each app builds as its own uid, the one its processes run as, so
 		// one app's build cannot read or poison another's cache.
 		hcfg.BuildUser = func(app string) (int, int) { id := int(local.AppUID(app)); return id, id }
 	}
-	if p.strategy, err = host.New(hcfg); err != nil {
-		return nil, err
+	hs, err := host.New(hcfg)
+	if err != nil {
+		return err
 	}
-	p.sched, err = local.New(local.Config{
+	p.host, p.strategy = hs, hs
+	p.closers = append(p.closers, func(context.Context) { hs.Close() })
+	sched, err := local.New(local.Config{
 		DataDir: filepath.Join(rt, "scheduler"),
 		Logger:  log,
 		Launch: func(d pier.Deployment, processType string) (*exec.Cmd, error) {
 			if d.Release.Build == nil {
 				return nil, errors.New("the release has no build")
 			}
-			path, env := p.strategy.LaunchCommand(d.Release.Build.Image, processType)
+			path, env := hs.LaunchCommand(d.Release.Build.Image, processType)
 			cmd := exec.Command(path)
 			cmd.Env = env
 			cmd.Dir = filepath.Join(d.Release.Build.Image, "app")
@@ -131,7 +190,7 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 			if d.Release.Build == nil {
 				return nil, errors.New("the release has no build")
 			}
-			_, env := p.strategy.LaunchCommand(d.Release.Build.Image, "web")
+			_, env := hs.LaunchCommand(d.Release.Build.Image, "web")
 			cmd := exec.Command(filepath.Join(d.Release.Build.Image, "cnb", "lifecycle", "launcher"), append([]string{"--"}, command...)...)
 			cmd.Env = env
 			cmd.Dir = filepath.Join(d.Release.Build.Image, "app")
@@ -139,11 +198,41 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 		},
 	})
 	if err != nil {
-		p.strategy.Close()
-		return nil, err
+		return err
 	}
-	p.rec = controller.NewReconciler(db, p.sched, log)
-	return p, nil
+	p.sched, p.routes = sched, sched
+	p.closers = append(p.closers, func(ctx context.Context) { sched.Shutdown(ctx) })
+	return nil
+}
+
+// startPack makes the pack strategy: images built with a Docker daemon and
+// pushed to the registry.
+func (p *platform) startPack(o options, log *slog.Logger) error {
+	cli, err := dockerClient()
+	if err != nil {
+		return err
+	}
+	reg, err := registryOf(o)
+	if err != nil {
+		return err
+	}
+	s, err := pack.New(pack.Config{
+		Docker: cli, Registry: reg, DefaultBuilder: o.builder, TrustedBuilders: splitList(o.trustedBuilders),
+		LifecycleImage: o.lifecycleImage, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	p.strategy, p.builder = s, o.builder
+	return nil
+}
+
+// close stops what startPlatform started, last first.
+func (p *platform) close(ctx context.Context) {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i](ctx)
+	}
+	p.closers = nil
 }
 
 // serveAll starts the router (with the API behind it) and the SSH builder,
@@ -159,7 +248,9 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		},
 		Logger: log,
 	})
-	p.unfollow = p.router.Follow(p.sched)
+	if p.routes != nil {
+		p.unfollow = p.router.Follow(p.routes)
+	}
 	// Custom domains come from Postgres, whichever controller added them.
 	wctx, cancel := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -201,6 +292,9 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 			log.Error("converge at start", "err", err)
 		}
 	}()
+	// What is deleted behind Pier's back comes back (schedulers that
+	// report it: Kubernetes).
+	go p.rec.Watch(ctx)
 
 	// The API answers on its own host name through the router, and on
 	// loopback addresses (http://127.0.0.1:8080), which no app can have.
@@ -251,6 +345,5 @@ func (p *platform) stop(ctx context.Context) {
 	if p.stopWatch != nil {
 		p.stopWatch()
 	}
-	p.sched.Shutdown(ctx)
-	p.strategy.Close()
+	p.close(ctx)
 }

@@ -25,10 +25,10 @@ type stack struct {
 }
 
 // startStack starts pierd all on a fresh data dir and signs a user in.
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T, env ...string) *stack {
 	t.Helper()
 	s := &stack{t: t, data: filepath.Join(t.TempDir(), "data")}
-	s.env = []string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}
+	s.env = append([]string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}, env...)
 	s.start()
 	s.c = newCLI(t)
 	s.c.must("push test password\n", "register", s.d.url, "--username", "dev", "--bootstrap-token-file", filepath.Join(s.data, "bootstrap-token"), "--password-stdin")

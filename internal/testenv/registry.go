@@ -37,7 +37,15 @@ func BuildRegistry(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "bin", "registry")
+	return buildTool(ctx, dir, "registry", "github.com/distribution/distribution/v3", RegistryVersion, "github.com/distribution/distribution/v3/cmd/registry")
+}
+
+// buildTool builds pkg of module at version, in a throwaway module under
+// dir/src, into dir/bin/name, unless it is there, and returns its path.
+// Concurrent callers (test binaries of several packages) are serialised by
+// a lock file; the binary is renamed into place once complete.
+func buildTool(ctx context.Context, dir, name, module, version, pkg string) (string, error) {
+	bin := filepath.Join(dir, "bin", name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
@@ -53,11 +61,12 @@ func BuildRegistry(ctx context.Context) (string, error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	if err := writeGoMod(src, "github.com/distribution/distribution/v3 "+RegistryVersion, nil); err != nil {
+	if err := writeGoMod(src, module+" "+version, nil); err != nil {
 		return "", err
 	}
+	fmt.Fprintf(os.Stderr, "testenv: building %s %s from the module proxy (once; cached in %s)\n", pkg, version, dir)
 	b := &kubeBuilder{dir: dir, progress: os.Stderr}
-	if _, err := b.run(ctx, src, "mod", "download", "github.com/distribution/distribution/v3"); err != nil {
+	if _, err := b.run(ctx, src, "mod", "download", module); err != nil {
 		return "", err
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
@@ -65,10 +74,25 @@ func BuildRegistry(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return "", err
 	}
-	if _, err := b.run(ctx, src, "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "github.com/distribution/distribution/v3/cmd/registry"); err != nil {
+	if _, err := b.run(ctx, src, "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, pkg); err != nil {
 		return "", err
 	}
 	return bin, os.Rename(tmp, bin)
+}
+
+// PackVersion is the version of the pack CLI that BuildPackCLI builds: the
+// one whose library Pier's pack strategy uses.
+const PackVersion = "v0.38.2"
+
+// BuildPackCLI builds the pack CLI from the module proxy into
+// $HOME/.cache/pier/pack-<version>/bin/pack, unless it is there, and
+// returns its path: the benchmarks' floor for the pack strategy.
+func BuildPackCLI(ctx context.Context) (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return buildTool(ctx, filepath.Join(home, ".cache", "pier", "pack-"+PackVersion), "pack", "github.com/buildpacks/pack", PackVersion, "github.com/buildpacks/pack")
 }
 
 // Registry is an OCI registry on loopback with password authentication,

@@ -109,6 +109,7 @@ func (s *Scheduler) createCtr(ctx context.Context, a *appState, p plan) (*ctr, e
 		return nil, pier.Errorf(pier.EUNAVAILABLE, "cannot start %s.%d of %s: %s", p.typ, p.index, a.name, err)
 	}
 	cfg, hc := p.create(port)
+	cfg.Labels[LabelInstance] = s.cfg.Instance
 	name := containerName(a.name, p.typ, p.index, p.release)
 	resp, err := s.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {

@@ -49,9 +49,13 @@ func ctrFromLabels(id, name string, labels map[string]string) (*ctr, bool) {
 	return &ctr{id: id, name: name, app: app, typ: typ, index: index, release: release, port: port, hash: labels[LabelHash]}, true
 }
 
-// managedFilter selects Pier's containers, of one app if app is not "".
-func managedFilter(app string) filters.Args {
+// managedFilter selects Pier's containers of one instance ("": of any),
+// and of one app if app is not "".
+func managedFilter(instance, app string) filters.Args {
 	f := filters.NewArgs(filters.Arg("label", LabelManagedBy+"="+managedBy))
+	if instance != "" {
+		f.Add("label", LabelInstance+"="+instance)
+	}
 	if app != "" {
 		f.Add("label", LabelApp+"="+app)
 	}
@@ -60,7 +64,7 @@ func managedFilter(app string) filters.Args {
 
 // listManaged lists Pier's containers (of app, or all), running or not.
 func (s *Scheduler) listManaged(ctx context.Context, app string) ([]container.Summary, error) {
-	list, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(app)})
+	list, err := s.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(s.cfg.Instance, app)})
 	if err != nil {
 		return nil, daemonError(err, "listing containers")
 	}

@@ -40,6 +40,13 @@ type Config struct {
 	// registry.AuthConfig) for pulling image, or "" for none. It is used
 	// only when the image is not on the host yet; containers never see it.
 	RegistryAuth func(image string) (encodedAuth string)
+
+	// Instance names this Pier installation (pierd keeps a random one in
+	// its database). The scheduler labels its containers with it and
+	// adopts, lists and removes only containers of its own instance, so
+	// that two installations, or tests, can share one daemon. Default
+	// "default".
+	Instance string
 }
 
 // Default port range: below the kernel's ephemeral ports (32768 and up),
@@ -109,6 +116,9 @@ func New(cfg Config) (*Scheduler, error) {
 	def(&cfg.UpAfter, time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = "default"
 	}
 	if cfg.PortRange == [2]int{} {
 		cfg.PortRange = DefaultPortRange

@@ -521,6 +521,18 @@ func testRestartOfPierd(t *testing.T, cli dockerClient, imgs testImages) {
 		}
 	}
 
+	// Another Pier on the same daemon leaves this one's containers alone.
+	other := newInstance(t, cli, "other-"+randHex(4))
+	if apps, err := other.Apps(ctxT(t, 10*time.Second)); err != nil || slices.Contains(apps, app) {
+		t.Errorf("another instance lists %v (%v): it sees %s", apps, err, app)
+	}
+	if err := other.Destroy(ctxT(t, 30*time.Second), app); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(t, cli, app); !maps(got, before) || len(other.Routes()[app]) != 0 {
+		t.Errorf("another instance's Destroy touched the app's containers: %v → %v", before, got)
+	}
+
 	second := newScheduler(t, cli)
 	eventually(t, "the adopted web processes to be routed", func() bool { return len(second.Routes()[app]) == 2 })
 	if got := second.Routes()[app]; !slices.Equal(got, routes) {

@@ -21,6 +21,7 @@ func (s *Scheduler) watch(ready chan struct{}) {
 	f := filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
 		filters.Arg("label", LabelManagedBy+"="+managedBy),
+		filters.Arg("label", LabelInstance+"="+s.cfg.Instance),
 		filters.Arg("event", string(events.ActionStart)),
 		filters.Arg("event", string(events.ActionDie)),
 		filters.Arg("event", string(events.ActionDestroy)),

@@ -133,9 +133,19 @@ func buildImage(t *testing.T, cli *client.Client, ref, dockerfile string, server
 
 // newScheduler returns a scheduler with short timeouts, shut down when t
 // ends (its containers are removed by cleanupApp).
+// testInstance keeps this test binary's containers apart from those of
+// any other Pier on the daemon (other tests, a pierd).
+var testInstance = "test-" + randHex(4)
+
 func newScheduler(t *testing.T, cli *client.Client) *Scheduler {
 	t.Helper()
+	return newInstance(t, cli, testInstance)
+}
+
+func newInstance(t *testing.T, cli *client.Client, instance string) *Scheduler {
+	t.Helper()
 	s, err := New(Config{
+		Instance:     instance,
 		Client:       cli,
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		StartTimeout: 4 * time.Second,
@@ -174,7 +184,7 @@ func cleanupApp(t *testing.T, cli *client.Client, app string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(app)})
+		list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter("", app)})
 		if err != nil {
 			t.Errorf("listing containers of %s: %v", app, err)
 			return
@@ -216,7 +226,7 @@ func apply(t *testing.T, s *Scheduler, d pier.Deployment) {
 // "#2").
 func containers(t *testing.T, cli *client.Client, app string) map[string]container.Summary {
 	t.Helper()
-	list, err := cli.ContainerList(ctxT(t, 10*time.Second), container.ListOptions{All: true, Filters: managedFilter(app)})
+	list, err := cli.ContainerList(ctxT(t, 10*time.Second), container.ListOptions{All: true, Filters: managedFilter("", app)})
 	if err != nil {
 		t.Fatal(err)
 	}

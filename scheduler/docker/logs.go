@@ -46,6 +46,7 @@ func (s *Scheduler) Logs(ctx context.Context, app string, opts pier.LogOptions, 
 		started, evErrs = s.cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
 			filters.Arg("type", string(events.ContainerEventType)),
 			filters.Arg("label", LabelManagedBy+"="+managedBy),
+			filters.Arg("label", LabelInstance+"="+s.cfg.Instance),
 			filters.Arg("label", LabelApp+"="+app),
 			filters.Arg("event", string(events.ActionStart)),
 		)})

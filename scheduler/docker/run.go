@@ -68,6 +68,7 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 		StdinOnce:    opts.Stdin != nil,
 		Labels: map[string]string{
 			LabelManagedBy: managedBy,
+			LabelInstance:  s.cfg.Instance,
 			LabelApp:       d.App,
 			LabelType:      runType,
 			LabelIndex:     strconv.FormatInt(n, 10),

@@ -26,6 +26,10 @@ const (
 	LabelRelease   = "io.pier.release"
 	LabelPort      = "io.pier.port"
 	LabelHash      = "io.pier.hash"
+	// LabelInstance names the Pier installation (Config.Instance) that runs
+	// the container: two installations sharing a daemon leave each
+	// other's containers alone.
+	LabelInstance = "io.pier.instance"
 	// LabelOneOff marks the container of a one-off process (pier run).
 	LabelOneOff = "io.pier.one-off"
 )
