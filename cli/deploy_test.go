@@ -139,3 +139,33 @@ func TestFailedReleaseIsReported(t *testing.T) {
 		t.Fatalf("releases:info:\n%s", r.stdout)
 	}
 }
+
+func TestBuildpacksCommands(t *testing.T) {
+	api, e := loggedIn(t)
+	api.on("GET /v1/apps/myapp/builder", 200, `{"builder":"","default":"pier/builder:latest"}`)
+	r := e.run("", "buildpacks", "-a", "myapp")
+	mustOK(t, r)
+	if r.stdout != "=== myapp Builder\npier/builder:latest (the platform's default)\n" {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	api.on("PUT /v1/apps/myapp/builder", 200, `{"builder":"heroku/builder:24","default":"pier/builder:latest"}`)
+	r = e.run("", "buildpacks:set-builder", "heroku/builder:24", "-a", "myapp")
+	mustOK(t, r)
+	if !strings.Contains(r.stdout, "The next git push builds with it") || !strings.Contains(r.stdout, "heroku/builder:24\n") {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	if b := api.last(t).Body; b != `{"builder":"heroku/builder:24"}`+"\n" {
+		t.Fatalf("body %q", b)
+	}
+	api.on("PUT /v1/apps/myapp/builder", 200, `{"builder":"","default":"pier/builder:latest"}`)
+	mustOK(t, e.run("", "buildpacks:unset-builder", "-a", "myapp"))
+	if b := api.last(t).Body; b != `{"builder":""}`+"\n" {
+		t.Fatalf("body %q", b)
+	}
+	n := len(api.requests())
+	mustFail(t, e.run("", "buildpacks:set-builder", "Heroku/Builder", "-a", "myapp"), "must be lowercase")
+	mustFail(t, e.run("", "buildpacks:set-builder", "-a", "myapp"), "accepts 1 arg")
+	if len(api.requests()) != n {
+		t.Fatal("a request was sent for a mistaken command line")
+	}
+}

@@ -332,7 +332,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // CanRunImages says that this scheduler cannot run container images: it
 // runs build directories on this host. See pier.ImageRunner.
 func (s *Scheduler) CanRunImages() error {
-	return pier.Errorf(pier.EUNAVAILABLE, "this Pier runs apps with the local scheduler, which cannot run images: use git push, or run pierd with --scheduler=kubernetes")
+	return pier.Errorf(pier.EUNAVAILABLE, "this Pier runs apps with the local scheduler, which cannot run images: use git push, or run pierd with --scheduler docker or kubernetes")
 }
 
 var _ pier.ImageRunner = (*Scheduler)(nil)
