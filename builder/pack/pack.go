@@ -41,6 +41,7 @@ import (
 	packclient "github.com/buildpacks/pack/pkg/client"
 	"github.com/buildpacks/pack/pkg/image"
 	"github.com/buildpacks/pack/pkg/logging"
+	"github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 
 	"github.com/pierpaas/pier"
@@ -272,4 +273,21 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// RemoveApp removes a destroyed app's cache volumes. Its images stay in
+// the registry (and the daemon) until the operator prunes them: releases
+// of other installations, or a restore, may still refer to them.
+func (s *Strategy) RemoveApp(ctx context.Context, app string) error {
+	if err := pier.ValidateAppName(app); err != nil {
+		return err
+	}
+	build, launch := CacheVolumes(app)
+	var errs []error
+	for _, v := range []string{build, launch} {
+		if err := s.cfg.Docker.VolumeRemove(ctx, v, true); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove the build cache %s: %w", v, err))
+		}
+	}
+	return errors.Join(errs...)
 }

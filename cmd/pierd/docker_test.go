@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -144,6 +145,14 @@ func TestPackDockerSamples(t *testing.T) {
 		if second := s.latestBuild("go-warm").Image; second == first {
 			t.Fatalf("the change built the same image %s", second)
 		}
+
+		// A destroyed app's containers and build cache go with it.
+		s.c.must("", "apps:destroy", "-a", "go-warm", "--confirm", "go-warm")
+		eventually(t, 30*time.Second, "go-warm's containers and cache volumes are removed", func() (bool, string) {
+			ctrs, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=io.pier.app=go-warm").Output()
+			vols, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "name=pier-cache-go-warm-").Output()
+			return len(strings.Fields(string(ctrs))) == 0 && len(strings.Fields(string(vols))) == 0, fmt.Sprintf("containers %q, volumes %q", ctrs, vols)
+		})
 	})
 }
 

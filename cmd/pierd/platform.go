@@ -43,6 +43,7 @@ type platform struct {
 	sshPort  atomic.Value // string, once the builder listens
 	unfollow func()
 	builder  string                  // the pack strategy's default CNB builder
+	pack     *pack.Strategy          // the pack strategy, when it builds
 	closers  []func(context.Context) // stop what startPlatform started, last first
 
 	stopWatch func() // stops following the domains table, and waits
@@ -223,7 +224,7 @@ func (p *platform) startPack(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	p.strategy, p.builder = s, o.builder
+	p.strategy, p.builder, p.pack = s, o.builder, s
 	return nil
 }
 
@@ -273,6 +274,9 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 	}
 	// A destroyed app's repository goes with it.
 	p.rec.OnDestroy(p.ssh.RemoveRepo)
+	if p.pack != nil {
+		p.rec.OnDestroy(p.pack.RemoveApp) // and its build cache
+	}
 	ln, err := net.Listen("tcp", o.sshAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s for git pushes: %w (change it with --ssh-addr)", o.sshAddr, err)
