@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/router"
 )
 
 // Config configures a Scheduler. Zero values take their defaults.
@@ -70,10 +71,7 @@ type Scheduler struct {
 	cancel context.CancelFunc
 	bg     sync.WaitGroup // probes, watchers, background stops
 
-	notifyMu sync.Mutex // serializes subscriber calls so the last one sees the latest state
-	subMu    sync.Mutex
-	subs     map[int]func()
-	subSeq   int
+	feed router.Feed // the router follows the ready web addresses (Subscribe)
 
 	mu     sync.Mutex // guards apps, byID and the mutable fields of every ctr
 	apps   map[string]*appState
@@ -134,7 +132,6 @@ func New(cfg Config) (*Scheduler, error) {
 		ports:  newPorts(cfg.PortRange),
 		ctx:    ctx,
 		cancel: cancel,
-		subs:   map[int]func(){},
 		apps:   map[string]*appState{},
 		byID:   map[string]*ctr{},
 	}
@@ -159,34 +156,12 @@ func New(cfg Config) (*Scheduler, error) {
 }
 
 // Subscribe calls fn whenever the ready web addresses of any app change,
-// never concurrently with itself. fn should be quick; it may call Routes.
-// The returned func unsubscribes.
-func (s *Scheduler) Subscribe(fn func()) (cancel func()) {
-	s.subMu.Lock()
-	s.subSeq++
-	id := s.subSeq
-	s.subs[id] = fn
-	s.subMu.Unlock()
-	return func() {
-		s.subMu.Lock()
-		delete(s.subs, id)
-		s.subMu.Unlock()
-	}
-}
+// never concurrently with itself (router.RouteSource). fn should be quick;
+// it may call Routes. The returned func unsubscribes.
+func (s *Scheduler) Subscribe(fn func()) (cancel func()) { return s.feed.Subscribe(fn) }
 
-func (s *Scheduler) notify() {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	s.subMu.Lock()
-	fns := make([]func(), 0, len(s.subs))
-	for _, fn := range s.subs {
-		fns = append(fns, fn)
-	}
-	s.subMu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-}
+// notify tells the subscribers the ready web addresses changed.
+func (s *Scheduler) notify() { s.feed.Notify() }
 
 // Routes returns every app this scheduler runs and the 127.0.0.1:port of
 // its ready web containers (an empty list: the app exists, nothing serves).

@@ -24,6 +24,7 @@ import (
 
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/internal/pgroup"
+	"github.com/pierpaas/pier/router"
 )
 
 // LaunchFunc builds the command of one process of a deployment. The
@@ -84,10 +85,7 @@ type Scheduler struct {
 	spawnc chan spawnReq
 	runWG  sync.WaitGroup // one-off processes not yet stopped and reaped
 
-	notifyMu sync.Mutex // serializes subscriber calls so the last one sees the latest state
-	subMu    sync.Mutex
-	subs     map[int]func()
-	subSeq   int
+	feed router.Feed // the router follows the ready web addresses (Subscribe)
 
 	mu     sync.Mutex // guards everything below and the mutable fields of apps and procs
 	apps   map[string]*appState
@@ -173,7 +171,6 @@ func New(cfg Config) (*Scheduler, error) {
 		ports:  newPorts(cfg.PortRange),
 		groups: groups,
 		spawnc: make(chan spawnReq),
-		subs:   map[int]func(){},
 		apps:   map[string]*appState{},
 		runs:   map[*pgroup.Group]struct{}{},
 	}
@@ -211,35 +208,13 @@ func (s *Scheduler) start(cmd *exec.Cmd) error {
 	return <-r.err
 }
 
-// Subscribe calls fn whenever the ready web addresses of any app change, from
-// the goroutine that changed them, never concurrently with itself. fn should
-// be quick; it may call Routes or Backends. The returned func unsubscribes.
-func (s *Scheduler) Subscribe(fn func()) (cancel func()) {
-	s.subMu.Lock()
-	s.subSeq++
-	id := s.subSeq
-	s.subs[id] = fn
-	s.subMu.Unlock()
-	return func() {
-		s.subMu.Lock()
-		delete(s.subs, id)
-		s.subMu.Unlock()
-	}
-}
+// Subscribe calls fn whenever the ready web addresses of any app change,
+// never concurrently with itself (router.RouteSource). fn should be quick;
+// it may call Routes. The returned func unsubscribes.
+func (s *Scheduler) Subscribe(fn func()) (cancel func()) { return s.feed.Subscribe(fn) }
 
-func (s *Scheduler) notify() {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	s.subMu.Lock()
-	fns := make([]func(), 0, len(s.subs))
-	for _, fn := range s.subs {
-		fns = append(fns, fn)
-	}
-	s.subMu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-}
+// notify tells the subscribers the ready web addresses changed.
+func (s *Scheduler) notify() { s.feed.Notify() }
 
 // Backends returns the host:port of every ready web process of app.
 func (s *Scheduler) Backends(app string) []string {
