@@ -7,15 +7,17 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -30,6 +32,20 @@ type Config struct {
 	// slow path.
 	Known  func(app string) bool
 	Logger *slog.Logger
+	// TrustedProxies are the networks of the proxies in front of the router
+	// (a load balancer). From them, X-Forwarded-For is kept and the client's
+	// address appended, and X-Forwarded-Proto, X-Forwarded-Host and
+	// X-Request-ID are believed; from anyone else they are replaced, since
+	// apps use them for rate limits, redirects and audit logs.
+	TrustedProxies []netip.Prefix
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers; 0 means 10 s.
+	ReadHeaderTimeout time.Duration
+	// EjectFor is how long a backend that refused a connection gets no new
+	// requests while the app has others; 0 means 2 s. A backend refusing
+	// connections is usually a process going away during a deploy, before
+	// the scheduler's next update of the routes says so.
+	EjectFor time.Duration
 }
 
 // Router is an http.Handler. Its zero value is not usable: call New.
@@ -39,6 +55,10 @@ type Router struct {
 	known  func(string) bool
 	log    *slog.Logger
 	proxy  *httputil.ReverseProxy
+
+	trusted           []netip.Prefix
+	readHeaderTimeout time.Duration
+	ejectFor          time.Duration
 
 	wmu   sync.Mutex // serializes writers of table; readers never lock
 	table atomic.Pointer[table]
@@ -56,8 +76,54 @@ type table struct {
 
 type route struct {
 	app      string
-	backends []string
+	backends []*backend
 	next     atomic.Uint64
+}
+
+// backend is one address of an app with its passive health. It outlives
+// route tables: the same address keeps its state across swaps.
+type backend struct {
+	addr string
+	// down is the time (Unix ns) until which the backend gets no new
+	// requests, because it refused a connection; 0 when up.
+	down atomic.Int64
+}
+
+// pick returns the next backend in turn, skipping those that are down.
+func (r *route) pick() *backend {
+	i := r.next.Add(1)
+	b := r.backends[i%uint64(len(r.backends))]
+	if b.down.Load() == 0 {
+		return b
+	}
+	return r.pickUp(i, "")
+}
+
+// pickUp is pick's slow path: the first backend from i on that is up and
+// is not addr. A backend whose time out is over is up again; if it still
+// refuses, it is ejected again. With every backend down, the one in turn
+// is tried rather than refusing the request: maybe it is back.
+func (r *route) pickUp(i uint64, addr string) *backend {
+	now := time.Now().UnixNano()
+	n := uint64(len(r.backends))
+	for k := range n {
+		b := r.backends[(i+k)%n]
+		if b.addr == addr {
+			continue
+		}
+		d := b.down.Load()
+		if d != 0 && now >= d {
+			b.down.CompareAndSwap(d, 0)
+			d = 0
+		}
+		if d == 0 {
+			return b
+		}
+	}
+	if addr != "" {
+		return nil
+	}
+	return r.backends[i%n]
 }
 
 // New returns a router with an empty route table.
@@ -66,10 +132,29 @@ func New(cfg Config) *Router {
 		cfg.Logger = slog.Default()
 	}
 	rt := &Router{
-		domain: normalizeHost(cfg.Domain),
-		api:    cfg.API,
-		known:  cfg.Known,
-		log:    cfg.Logger,
+		domain:            normalizeHost(cfg.Domain),
+		api:               cfg.API,
+		known:             cfg.Known,
+		log:               cfg.Logger,
+		readHeaderTimeout: cfg.ReadHeaderTimeout,
+		ejectFor:          cfg.EjectFor,
+	}
+	if rt.readHeaderTimeout <= 0 {
+		rt.readHeaderTimeout = 10 * time.Second
+	}
+	if rt.ejectFor <= 0 {
+		rt.ejectFor = 2 * time.Second
+	}
+	for _, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			continue
+		}
+		// Clients reach a dual-stack listener as ::ffff:a.b.c.d; the
+		// address is compared unmapped, so the prefix must be too.
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		rt.trusted = append(rt.trusted, p.Masked())
 	}
 	transport := &http.Transport{
 		Proxy: nil, // backends are local: never an environment proxy
@@ -83,26 +168,35 @@ func New(cfg Config) *Router {
 		ExpectContinueTimeout: time.Second,
 	}
 	rt.proxy = &httputil.ReverseProxy{
-		Rewrite:      rt.rewrite,
-		Transport:    &retrier{t: transport, r: rt},
-		BufferPool:   bufferPool{},
-		ErrorHandler: rt.proxyError,
-		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Rewrite:        rt.rewrite,
+		Transport:      &retrier{t: transport, r: rt},
+		BufferPool:     bufferPool{},
+		ModifyResponse: rt.modifyResponse,
+		ErrorHandler:   rt.proxyError,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// Responses without a length (SSE, chunked streams) are flushed
+		// as they come by ReverseProxy already; the rest are copied
+		// through the buffer and flushed at the end.
 	}
-	rt.table.Store(buildTable(nil, nil))
+	rt.table.Store(buildTable(nil, nil, nil))
 	return rt
 }
 
 // Server returns an http.Server for the router with timeouts that bound slow
-// clients without cutting WebSockets, streams or big uploads short.
+// clients without cutting WebSockets, streams or big uploads short: no
+// ReadTimeout or WriteTimeout, which would end an SSE stream or a long
+// download. Serve it on rt.Listener(ln), which lets it refuse smuggling
+// attempts. Shutdown drains it: in-flight requests finish, new connections
+// are refused.
 func (rt *Router) Server(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           rt,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: rt.readHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+		// Past this (and net/http's 4 KB of slack) a client gets 431.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
 }
 
@@ -115,7 +209,8 @@ func (rt *Router) SetRoutes(routes map[string][]string) {
 	for app, bs := range routes {
 		cp[app] = append([]string(nil), bs...)
 	}
-	rt.table.Store(buildTable(cp, rt.table.Load().domains))
+	old := rt.table.Load()
+	rt.table.Store(buildTable(cp, old.domains, old))
 }
 
 // SetDomains replaces the custom domains: hostname (or "*.example.com") → app.
@@ -126,7 +221,8 @@ func (rt *Router) SetDomains(domains map[string]string) {
 	for h, app := range domains {
 		cp[normalizeHost(h)] = app
 	}
-	rt.table.Store(buildTable(rt.table.Load().routes, cp))
+	old := rt.table.Load()
+	rt.table.Store(buildTable(old.routes, cp, old))
 }
 
 // RouteSource is what the router follows: the local scheduler provides it.
@@ -142,10 +238,25 @@ func (rt *Router) Follow(src RouteSource) (cancel func()) {
 	return cancel
 }
 
-func buildTable(routes map[string][]string, domains map[string]string) *table {
+// buildTable makes a table; backends already in old keep their health.
+func buildTable(routes map[string][]string, domains map[string]string, old *table) *table {
 	t := &table{apps: make(map[string]*route, len(routes)), exact: map[string]string{}, wild: map[string]string{}, routes: routes, domains: domains}
-	for app, bs := range routes {
-		t.apps[app] = &route{app: app, backends: bs}
+	for app, addrs := range routes {
+		r := &route{app: app, backends: make([]*backend, len(addrs))}
+		var was []*backend
+		if old != nil && old.apps[app] != nil {
+			was = old.apps[app].backends
+		}
+		for i, a := range addrs {
+			r.backends[i] = &backend{addr: a}
+			for _, b := range was {
+				if b.addr == a {
+					r.backends[i] = b
+					break
+				}
+			}
+		}
+		t.apps[app] = r
 	}
 	for h, app := range domains {
 		if rest, ok := strings.CutPrefix(h, "*."); ok {
@@ -183,10 +294,12 @@ func (rt *Router) resolve(t *table, host string) (string, bool) {
 
 type ctxKey struct{}
 
-// target is the backend chosen for one request, and its app's route.
+// target is what the router decided for one request.
 type target struct {
-	app  string
-	addr string
+	app     string
+	b       *backend
+	id      []string // X-Request-ID, as a header value
+	trusted bool     // the client is a trusted proxy
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -215,27 +328,119 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusServiceUnavailable, "No process is running", "This app has no web process ready to answer. Try again in a moment.")
 		return
 	}
-	addr := rte.backends[rte.next.Add(1)%uint64(len(rte.backends))]
-	ctx := context.WithValue(r.Context(), ctxKey{}, &target{app: app, addr: addr})
+	tg := &target{app: app, b: rte.pick(), trusted: rt.trusts(r.RemoteAddr)}
+	if tg.trusted {
+		if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
+			tg.id = v
+		}
+	}
+	if tg.id == nil {
+		tg.id = []string{newRequestID()}
+	}
+	ctx := context.WithValue(r.Context(), ctxKey{}, tg)
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
+// trusts says whether remote (the connection's host:port) is in a trusted
+// proxy network.
+func (rt *Router) trusts(remote string) bool {
+	if len(rt.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range rt.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// newRequestID returns 128 random bits in hex. math/rand/v2's generator is
+// per-thread ChaCha8 seeded by the OS: unguessable enough for an ID that is
+// no secret, and far cheaper than a system call.
+func newRequestID() string {
+	const digits = "0123456789abcdef"
+	var b [32]byte
+	for half, v := range [2]uint64{rand.Uint64(), rand.Uint64()} {
+		for i := range 16 {
+			b[half*16+i] = digits[v>>(60-4*i)&0xf]
+		}
+	}
+	return string(b[:])
+}
+
+// validRequestID accepts what a proxy in front may have set: 1 to 200
+// visible ASCII characters, so that it can go into logs and headers as is.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 200 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// rewrite makes the outgoing request. ReverseProxy has already removed the
+// hop-by-hop headers, including those the client named in Connection, and
+// the client's X-Forwarded-*; what is set here comes after, so no
+// `Connection: X-Forwarded-For` can remove it.
 func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 	tg := pr.In.Context().Value(ctxKey{}).(*target)
 	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = tg.addr
+	pr.Out.URL.Host = tg.b.addr
 	// Apps see the host they were called by, as on Heroku.
 	pr.Out.Host = pr.In.Host
-	// Rewrite has already dropped the client's X-Forwarded-*; these claim
-	// the same and are as untrustworthy.
-	pr.Out.Header.Del("Forwarded")
-	pr.Out.Header.Del("X-Real-Ip")
+	h := pr.Out.Header
+	// These claim what X-Forwarded-* claim, and are as untrustworthy.
+	delete(h, "Forwarded")
+	delete(h, "X-Real-Ip")
+	// Not hop-by-hop by name, but "httpoxy": CGI turns it into HTTP_PROXY.
+	delete(h, "Proxy")
+	if tg.trusted {
+		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+			h["X-Forwarded-For"] = v // SetXForwarded appends the client
+		}
+	}
 	pr.SetXForwarded()
+	if tg.trusted {
+		// The proxy in front terminated TLS, or was called by another name.
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+			h["X-Forwarded-Proto"] = []string{v}
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			h["X-Forwarded-Host"] = []string{v}
+		}
+	}
+	h["X-Request-Id"] = tg.id
+	if pr.Out.Body != nil {
+		pr.Out.Body = &trackedBody{ReadCloser: pr.Out.Body}
+	}
 }
 
-// retrier retries a request whose backend could not be reached on another
-// ready backend of the app, once, when that is safe: an idempotent method and
-// no body. Backends vanish during deploys; this hides the gap.
+// modifyResponse gives the client the request's ID, whatever the app set,
+// so that a user's report can be matched with the app's logs.
+func (rt *Router) modifyResponse(resp *http.Response) error {
+	if tg, _ := resp.Request.Context().Value(ctxKey{}).(*target); tg != nil {
+		resp.Header["X-Request-Id"] = tg.id
+	}
+	return nil
+}
+
+// retrier sends a request on to another ready backend of the app, once, when
+// the first one provably never received it: the connection could not be
+// made, and the body (if any) is untouched. That holds for any method.
+// Once a backend has the request, even a reset is not retried: the app may
+// have acted on it. A backend that refuses connections is ejected for
+// EjectFor, so that the requests after this one do not pay for a retry.
+// Backends vanish during deploys; this hides the gap.
 type retrier struct {
 	t *http.Transport
 	r *Router
@@ -243,11 +448,18 @@ type retrier struct {
 
 func (rr *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := rr.t.RoundTrip(req)
-	if err == nil || !retryable(req, err) {
-		return resp, err
+	if err == nil {
+		return resp, nil
 	}
 	tg, _ := req.Context().Value(ctxKey{}).(*target)
-	if tg == nil {
+	if tg == nil || !isDial(err) {
+		return resp, err
+	}
+	rr.r.eject(tg.app, tg.b)
+	if req.Context().Err() != nil {
+		return resp, err
+	}
+	if body, ok := req.Body.(*trackedBody); ok && body.read.Load() {
 		return resp, err
 	}
 	// The table may have changed since the pick (a deploy): use the current one.
@@ -255,50 +467,83 @@ func (rr *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	if rte == nil {
 		return resp, err
 	}
-	n := len(rte.backends)
-	for i := 0; i < n; i++ {
-		addr := rte.backends[rte.next.Add(1)%uint64(n)]
-		if addr == tg.addr {
-			continue
-		}
-		again := req.Clone(req.Context())
-		again.URL.Host = addr
-		return rr.t.RoundTrip(again)
+	b := rte.pickUp(rte.next.Add(1), tg.b.addr)
+	if b == nil {
+		return resp, err
+	}
+	again := req.Clone(req.Context())
+	again.URL.Host = b.addr
+	resp, err = rr.t.RoundTrip(again)
+	if err != nil && isDial(err) {
+		rr.r.eject(tg.app, b)
 	}
 	return resp, err
 }
 
-func retryable(req *http.Request, err error) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		return false
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		return false
-	}
-	if req.Context().Err() != nil {
-		return false
-	}
+// isDial says whether err means the connection to the backend was never
+// made, so it never saw the request.
+func isDial(err error) bool {
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	// The backend closed the connection without answering: it is going away.
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.As(err, &op) && op.Op == "dial"
 }
+
+// eject keeps b out of the rotation for a while.
+func (rt *Router) eject(app string, b *backend) {
+	if b.down.Swap(time.Now().Add(rt.ejectFor).UnixNano()) == 0 {
+		rt.log.Warn("backend refused a connection: sending its app's requests to its other processes for a while", "app", app, "backend", b.addr, "for", rt.ejectFor)
+	}
+}
+
+// trackedBody tells whether the transport has started to send a request's
+// body, which rules out sending it again. The transport closes a body when
+// it cannot connect; this one stays open for the retry, and ReverseProxy
+// closes what it wraps when the request is done.
+type trackedBody struct {
+	io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+func (b *trackedBody) Close() error { return nil }
 
 func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		return // the client left; nobody to answer
 	}
 	tg, _ := r.Context().Value(ctxKey{}).(*target)
-	app := ""
-	if tg != nil {
-		app = tg.app
+	if tg == nil {
+		rt.log.Warn("backend error", "err", err)
+	} else {
+		w.Header()["X-Request-Id"] = tg.id
+		rt.log.Warn("backend error", "app", tg.app, "request_id", tg.id[0], "err", err)
 	}
-	rt.log.Warn("backend error", "app", app, "err", err)
 	page(w, http.StatusBadGateway, "The app did not answer", "This app's process could not be reached or broke off its answer.")
+}
+
+// ParsePrefixes reads a comma-separated list of networks and addresses,
+// such as "10.0.0.0/8, 192.168.1.7, fd00::/8", for Config.TrustedProxies.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil && a.Zone() == "" {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		return nil, fmt.Errorf("%q is neither a network such as 10.0.0.0/8 nor an address such as 10.1.2.3", f)
+	}
+	return out, nil
 }
 
 func page(w http.ResponseWriter, status int, title, text string) {

@@ -59,12 +59,18 @@ func TestCompose(t *testing.T) {
 		secrets[name] = strings.TrimSpace(string(b))
 	}
 
+	// pierd's container gets the socket of the daemon the tests use.
+	socket := "/var/run/docker.sock"
+	if h, ok := strings.CutPrefix(os.Getenv("DOCKER_HOST"), "unix://"); ok {
+		socket = h
+	}
 	var st syscall.Stat_t
-	if err := syscall.Stat("/var/run/docker.sock", &st); err != nil {
-		t.Fatalf("the compose file mounts /var/run/docker.sock: %v", err)
+	if err := syscall.Stat(socket, &st); err != nil {
+		t.Fatalf("the compose file mounts the Docker socket %s: %v", socket, err)
 	}
 	httpPort, sshPort := freePort(t), freePort(t)
 	env := map[string]string{
+		"DOCKER_SOCKET":       socket,
 		"DOCKER_GID":          fmt.Sprint(st.Gid),
 		"PIER_HTTP_PORT":      httpPort,
 		"PIER_SSH_PORT":       sshPort,

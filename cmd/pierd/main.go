@@ -22,6 +22,7 @@ import (
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
 	"github.com/pierpaas/pier/postgres/embedded"
+	"github.com/pierpaas/pier/router"
 )
 
 func main() {
@@ -73,6 +74,8 @@ type options struct {
 	builder              string // default CNB builder (pack)
 	trustedBuilders      string // comma-separated
 	lifecycleImage       string
+
+	trustedProxies string // comma-separated networks, checked by Main
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -107,6 +110,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := o.check(); err != nil {
 		fmt.Fprintf(stderr, "pierd: %v\n", err)
+		return 2
+	}
+	if _, err := router.ParsePrefixes(o.trustedProxies); err != nil {
+		fmt.Fprintf(stderr, "pierd: --trusted-proxies: %v; give networks and addresses separated by commas\n", err)
 		return 2
 	}
 	log := newLogger(stderr, o.logLevel)
@@ -155,6 +162,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
 	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
 	return fs
 }
@@ -282,11 +290,19 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      2 * time.Minute,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiWriteTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if all {
+		// App traffic streams (SSE, long downloads): the router's server
+		// has no whole-request timeouts, and refuses smuggling attempts.
+		// The API keeps its timeouts per request (serveAll).
+		srv = p.router.Server("")
+		srv.Handler = handler
+		ln = p.router.Listener(ln)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -299,13 +315,23 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	case <-ctx.Done():
 	}
 	fmt.Fprintln(out, "Shutting down...")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Shutdown stops accepting and waits for in-flight requests, app
+	// traffic included, to finish; the apps' processes are stopped only
+	// after (the deferred p.stop). 25 s fits in Kubernetes' default 30 s
+	// grace period.
+	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return err
 	}
 	return nil
 }
+
+// The API's whole-request timeouts, which bound slow clients of the API.
+const (
+	apiReadTimeout  = time.Minute
+	apiWriteTimeout = 2 * time.Minute
+)
 
 // bootstrap makes the one-time token for the first admin on a fresh
 // database, prints it and keeps it in the data dir, where `make run` finds

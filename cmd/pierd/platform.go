@@ -240,9 +240,15 @@ func (p *platform) close(ctx context.Context) {
 // converges every app, and returns the HTTP handler for the public port.
 func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api *controller.Server, log *slog.Logger, out io.Writer) (http.Handler, error) {
 	u, _ := url.Parse(api.PublicURL())
+	trusted, err := router.ParsePrefixes(o.trustedProxies) // checked by Main
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	apiH := apiDeadlines(api)
 	p.router = router.New(router.Config{
-		Domain: u.Hostname(),
-		API:    api,
+		Domain:         u.Hostname(),
+		API:            apiH,
+		TrustedProxies: trusted,
 		Known: func(app string) bool {
 			_, _, err := db.AppAccess(context.Background(), app, "")
 			return err == nil
@@ -261,7 +267,6 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 	}()
 	p.stopWatch = func() { cancel(); <-watched }
 
-	var err error
 	p.ssh, err = builder.New(builder.Config{
 		Addr:     o.sshAddr,
 		DataDir:  o.dataDir,
@@ -308,11 +313,30 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 			h = hh
 		}
 		if h == "localhost" || net.ParseIP(strings.Trim(h, "[]")) != nil {
-			api.ServeHTTP(w, r)
+			apiH.ServeHTTP(w, r)
 			return
 		}
 		p.router.ServeHTTP(w, r)
 	}), nil
+}
+
+// apiDeadlines gives each API request the read and write time limits that
+// pierd's server gives the API when it serves it alone; the router's server
+// has none, so that app streams last. The limits are lifted once the
+// request is done: net/http does not reset a write deadline it did not set,
+// and the connection may next carry an app's request.
+func apiDeadlines(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		rc.SetReadDeadline(now.Add(apiReadTimeout))
+		rc.SetWriteDeadline(now.Add(apiWriteTimeout))
+		defer func() {
+			rc.SetReadDeadline(time.Time{})
+			rc.SetWriteDeadline(time.Time{})
+		}()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // deployer builds and releases a push: check out the tree, build it, start
