@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Router.
@@ -46,6 +48,12 @@ type Config struct {
 	// connections is usually a process going away during a deploy, before
 	// the scheduler's next update of the routes says so.
 	EjectFor time.Duration
+	// Metrics, if set, receives the router's Prometheus series
+	// (pier_router_requests_total, pier_router_request_duration_seconds).
+	Metrics prometheus.Registerer
+	// AccessLog, if set, gets one line per app request (never its query
+	// string); nil turns the access log off.
+	AccessLog *slog.Logger
 }
 
 // Router is an http.Handler. Its zero value is not usable: call New.
@@ -57,6 +65,8 @@ type Router struct {
 	proxy  *httputil.ReverseProxy
 
 	trusted           []netip.Prefix
+	metrics           *metrics     // nil: none
+	access            *slog.Logger // nil: no access log
 	readHeaderTimeout time.Duration
 	ejectFor          time.Duration
 
@@ -138,6 +148,10 @@ func New(cfg Config) *Router {
 		log:               cfg.Logger,
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		ejectFor:          cfg.EjectFor,
+		access:            cfg.AccessLog,
+	}
+	if cfg.Metrics != nil {
+		rt.metrics = newMetrics(cfg.Metrics)
 	}
 	if rt.readHeaderTimeout <= 0 {
 		rt.readHeaderTimeout = 10 * time.Second
@@ -300,6 +314,7 @@ type target struct {
 	b       *backend
 	id      []string // X-Request-ID, as a header value
 	trusted bool     // the client is a trusted proxy
+	status  int      // the answer's status, once known (0: the client left first)
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -312,20 +327,24 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.api.ServeHTTP(w, r)
 		return
 	}
+	start := time.Now()
 	t := rt.table.Load()
 	app, ok := rt.resolve(t, host)
 	if !ok {
 		page(w, http.StatusNotFound, "No app at this address", "There is no app at this address on this Pier.")
+		rt.done(r, "", http.StatusNotFound, start, "")
 		return
 	}
 	rte := t.apps[app]
 	if rte == nil || len(rte.backends) == 0 {
 		if rte == nil && (rt.known == nil || !rt.known(app)) {
 			page(w, http.StatusNotFound, "No app at this address", "There is no app at this address on this Pier.")
+			rt.done(r, "", http.StatusNotFound, start, "")
 			return
 		}
 		w.Header().Set("Retry-After", "5")
 		page(w, http.StatusServiceUnavailable, "No process is running", "This app has no web process ready to answer. Try again in a moment.")
+		rt.done(r, app, http.StatusServiceUnavailable, start, "")
 		return
 	}
 	tg := &target{app: app, b: rte.pick(), trusted: rt.trusts(r.RemoteAddr)}
@@ -339,6 +358,13 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, tg)
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+	if rt.metrics != nil || rt.access != nil {
+		status := tg.status
+		if status == 0 {
+			status = 499 // the client went away before an answer (nginx's word for it)
+		}
+		rt.done(r, app, status, start, tg.id[0])
+	}
 }
 
 // trusts says whether remote (the connection's host:port) is in a trusted
@@ -430,6 +456,7 @@ func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 func (rt *Router) modifyResponse(resp *http.Response) error {
 	if tg, _ := resp.Request.Context().Value(ctxKey{}).(*target); tg != nil {
 		resp.Header["X-Request-Id"] = tg.id
+		tg.status = resp.StatusCode
 	}
 	return nil
 }
@@ -519,6 +546,7 @@ func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		rt.log.Warn("backend error", "err", err)
 	} else {
 		w.Header()["X-Request-Id"] = tg.id
+		tg.status = http.StatusBadGateway
 		rt.log.Warn("backend error", "app", tg.app, "request_id", tg.id[0], "err", err)
 	}
 	page(w, http.StatusBadGateway, "The app did not answer", "This app's process could not be reached or broke off its answer.")

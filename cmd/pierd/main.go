@@ -76,6 +76,8 @@ type options struct {
 	lifecycleImage       string
 
 	trustedProxies string // comma-separated networks, checked by Main
+	metricsAddr    string // "": no metrics listener
+	accessLog      bool
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -163,6 +165,8 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", env("PIER_METRICS_ADDR", ""), "pierd all: serve Prometheus metrics (the router's requests and latency per app and status, Go runtime) at http://ADDR/metrics, such as 127.0.0.1:9180; empty: off (env PIER_METRICS_ADDR)")
+	fs.BoolVar(&o.accessLog, "access-log", env("PIER_ACCESS_LOG", "true") != "false", "pierd all: log one line per app request (method, host, path without its query, status, time, request id); --access-log=false turns it off (env PIER_ACCESS_LOG)")
 	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
 	return fs
 }

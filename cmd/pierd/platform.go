@@ -18,6 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/builder"
 	"github.com/pierpaas/pier/builder/host"
@@ -245,7 +249,7 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	apiH := apiDeadlines(api)
-	p.router = router.New(router.Config{
+	rcfg := router.Config{
 		Domain:         u.Hostname(),
 		API:            apiH,
 		TrustedProxies: trusted,
@@ -254,7 +258,19 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 			return err == nil
 		},
 		Logger: log,
-	})
+	}
+	if o.accessLog {
+		rcfg.AccessLog = log.With("component", "router")
+	}
+	if o.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		rcfg.Metrics = reg
+		if err := p.serveMetrics(ctx, o.metricsAddr, reg, log, out); err != nil {
+			return nil, err
+		}
+	}
+	p.router = router.New(rcfg)
 	if p.routes != nil {
 		p.unfollow = p.router.Follow(p.routes)
 	}
@@ -318,6 +334,24 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		}
 		p.router.ServeHTTP(w, r)
 	}), nil
+}
+
+// serveMetrics serves reg at http://addr/metrics until ctx ends.
+func (p *platform) serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, out io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s for metrics: %w (change it with --metrics-addr)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	fmt.Fprintf(out, "Metrics at http://%s/metrics\n", ln.Addr())
+	return nil
 }
 
 // apiDeadlines gives each API request the read and write time limits that

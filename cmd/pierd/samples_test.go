@@ -2,9 +2,11 @@ package main_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,7 @@ import (
 // HTTP 200 through the router, detected by the buildpack named.
 func TestSamples(t *testing.T) {
 	skipShort(t)
-	s := startStack(t)
+	s := startStack(t, "PIER_METRICS_ADDR=127.0.0.1:0")
 	samples := []struct {
 		dir, app, detected, body string
 		config                   []string
@@ -45,6 +47,26 @@ func TestSamples(t *testing.T) {
 				t.Fatalf("%s serves %q, want %q", sm.app, got, sm.body)
 			}
 		})
+	}
+
+	// The router counted the requests by app and status, and logged them
+	// (without their query strings).
+	m := regexp.MustCompile(`Metrics at (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(s.d.out.String())
+	if m == nil {
+		t.Fatalf("no metrics address in pierd's output:\n%s", s.d.out)
+	}
+	res, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metrics), `pier_router_requests_total{app="python-hello",code="200"} 1`) ||
+		!strings.Contains(string(metrics), `pier_router_request_duration_seconds_count{app="node-hello"}`) {
+		t.Fatalf("metrics:\n%s", metrics)
+	}
+	if !strings.Contains(s.d.out.String(), `msg=access component=router app=shell-app method=GET host=shell-app.pier.localhost`) {
+		t.Fatalf("no access log line for shell-app in:\n%s", s.d.out)
 	}
 
 	// A destroyed app stops serving, and its repository goes with it.
