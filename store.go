@@ -120,10 +120,31 @@ type Store interface {
 	AppBuilder(ctx context.Context, app string) (string, error)
 	SetAppBuilder(ctx context.Context, app, builder, actor string) error
 
+	// Router settings of an app (maintenance, allowlist, body limit,
+	// timeout); an app that never set any has the zero RouterSettings.
+	// SetRouterSettings applies change, records "router.set", and returns
+	// them all; routers learn of it (postgres: WatchRouterSettings).
+	RouterSettings(ctx context.Context, app string) (RouterSettings, error)
+	SetRouterSettings(ctx context.Context, app string, change RouterChange, actor string) (RouterSettings, error)
+
 	// Domains. A hostname belongs to one app (ECONFLICT).
 	AddDomain(ctx context.Context, app, hostname, actor string) (*Domain, error)
 	ListDomains(ctx context.Context, app string) ([]Domain, error)
 	RemoveDomain(ctx context.Context, app, hostname, actor string) error
+
+	// Certificates (TLS) of an app. AddCert stores c (its metadata, from
+	// ParseCertificate) with its chain and key; the same certificate twice
+	// on one app is ECONFLICT. ListCerts never returns keys. RemoveCert
+	// takes a name or a fingerprint prefix of at least 8 hex digits
+	// (ENOTFOUND if none matches, EINVALID if several do). Each records
+	// its event (cert.add, cert.remove), naming the certificate, never
+	// the key.
+	AddCert(ctx context.Context, app string, c *Certificate, chainPEM, keyPEM, actor string) error
+	ListCerts(ctx context.Context, app string) ([]Certificate, error)
+	RemoveCert(ctx context.Context, app, name, actor string) (*Certificate, error)
+	// HTTPS settings of an app; SetAppHTTPS records "https.set".
+	AppHTTPS(ctx context.Context, app string) (HTTPSSettings, error)
+	SetAppHTTPS(ctx context.Context, app string, change HTTPSChange, actor string) (HTTPSSettings, error)
 
 	// Members. The owner cannot be removed.
 	ListMembers(ctx context.Context, app string) ([]Member, error)

@@ -109,7 +109,8 @@ App commands take -a APP, or find the app from a git remote named "pier".`,
 		c.addAuthCommands, c.addUserCommands, c.addTokenCommands, c.addKeyCommands,
 		c.addAppCommands, c.addConfigCommands, c.addReleaseCommands, c.addBuildCommands,
 		c.addPsCommands, c.addLimitsCommands, c.addBuildpackCommands, c.addLogsCommand, c.addRunCommand,
-		c.addDomainCommands, c.addPermCommands, c.addEventCommands,
+		c.addDomainCommands, c.addRouterCommands, c.addPermCommands, c.addEventCommands,
+		c.addCertCommands, // certs.go
 	} {
 		add(root)
 	}

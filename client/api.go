@@ -400,3 +400,16 @@ func (c *Client) Builder(ctx context.Context, app string) (*pier.BuilderSetting,
 func (c *Client) SetBuilder(ctx context.Context, app, builder string) (*pier.BuilderSetting, error) {
 	return send[pier.BuilderSetting](ctx, c, http.MethodPut, appPath(app)+"/builder", pier.BuilderSetting{Builder: builder})
 }
+
+// RouterSettings returns how the router treats the app's requests:
+// maintenance, allowlist, body limit, timeout.
+func (c *Client) RouterSettings(ctx context.Context, app string) (*pier.RouterSettings, error) {
+	return get[pier.RouterSettings](ctx, c, appPath(app)+"/router", nil)
+}
+
+// SetRouterSettings applies change (unset settings go back to the
+// platform's defaults) and returns all of the app's router settings.
+// Routers apply them to the next request; nothing restarts.
+func (c *Client) SetRouterSettings(ctx context.Context, app string, change pier.RouterChange) (*pier.RouterSettings, error) {
+	return send[pier.RouterSettings](ctx, c, http.MethodPatch, appPath(app)+"/router", change)
+}

@@ -77,6 +77,10 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/apps/{app}/builder", "The CNB builder image the app's source is built with (pack strategy)", appMember, nil, pier.BuilderSetting{}, 200, s.getBuilder},
 		{"PUT", "/v1/apps/{app}/builder", "Choose the app's CNB builder image (\"\": the platform's default); used from the next push", appMember, pier.BuilderSetting{}, pier.BuilderSetting{}, 200, s.putBuilder},
 
+		// Router settings: maintenance, allowlist, body limit, timeout (router.go).
+		{"GET", "/v1/apps/{app}/router", "How the router treats the app's requests: maintenance, allowlist, body limit, timeout", appMember, nil, pier.RouterSettings{}, 200, s.getRouter},
+		{"PATCH", "/v1/apps/{app}/router", "Change the app's router settings (omitted: unchanged; null: back to the default); no restart", appMember, pier.RouterChange{}, pier.RouterSettings{}, 200, s.patchRouter},
+
 		{"GET", "/v1/apps/{app}/builds", "List builds, newest first (without their logs)", appMember, nil, pier.List[pier.Build]{}, 200, s.listBuilds},
 		{"POST", "/v1/apps/{app}/builds", "Deploy an existing image: a build of strategy image and its release, written once its processes serve", appMember, buildRequest{}, pier.Release{}, 201, s.createBuild},
 		{"GET", "/v1/apps/{app}/builds/{id}", "One build with its log (an ID, or latest)", appMember, nil, pier.Build{}, 200, s.getBuild},
@@ -89,6 +93,13 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/apps/{app}/domains", "List the app's domains", appMember, nil, pier.List[pier.Domain]{}, 200, s.listDomains},
 		{"POST", "/v1/apps/{app}/domains", "Add a domain", appMember, domainRequest{}, pier.Domain{}, 201, s.addDomain},
 		{"DELETE", "/v1/apps/{app}/domains/{hostname}", "Remove a domain", appMember, nil, nil, 204, s.removeDomain},
+
+		// TLS: certificates (never their keys once uploaded) and HTTPS behaviour.
+		{"GET", "/v1/apps/{app}/certs", "List the app's TLS certificates (without keys)", appMember, nil, pier.List[pier.Certificate]{}, 200, s.listCerts},
+		{"POST", "/v1/apps/{app}/certs", "Upload a TLS certificate chain and its private key, for names that are all the app's", appMember, certRequest{}, pier.Certificate{}, 201, s.addCert},
+		{"DELETE", "/v1/apps/{app}/certs/{name}", "Remove a certificate by name or fingerprint prefix (8+ hex digits)", appMember, nil, nil, 204, s.removeCert},
+		{"GET", "/v1/apps/{app}/https", "The app's HTTPS redirect and HSTS settings", appMember, nil, pier.HTTPSSettings{}, 200, s.getHTTPS},
+		{"PATCH", "/v1/apps/{app}/https", "Turn the app's HTTPS redirect and HSTS on or off (omitted: unchanged)", appMember, pier.HTTPSChange{}, pier.HTTPSSettings{}, 200, s.patchHTTPS},
 
 		{"GET", "/v1/apps/{app}/perms", "List the app's members", appMember, nil, pier.List[pier.Member]{}, 200, s.listPerms},
 		{"POST", "/v1/apps/{app}/perms", "Give a user access to the app", appOwner, permRequest{}, pier.Member{}, 201, s.addPerm},

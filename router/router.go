@@ -48,12 +48,22 @@ type Config struct {
 	// connections is usually a process going away during a deploy, before
 	// the scheduler's next update of the routes says so.
 	EjectFor time.Duration
+	// BodyLimit is the largest request body an app is sent, in bytes,
+	// unless its settings say otherwise (SetSettings); 0: none. Timeout
+	// is how long the router waits for an app's answer headers (not its
+	// body), unless its settings say otherwise; 0: as long as it takes.
+	BodyLimit int64
+	Timeout   time.Duration
 	// Metrics, if set, receives the router's Prometheus series
 	// (pier_router_requests_total, pier_router_request_duration_seconds).
 	Metrics prometheus.Registerer
 	// AccessLog, if set, gets one line per app request (never its query
 	// string); nil turns the access log off.
 	AccessLog *slog.Logger
+
+	// HTTPSPort is the port HTTPS redirects name (0 or 443: none); see
+	// TLSConfig and SetHTTPS (tls.go).
+	HTTPSPort int
 }
 
 // Router is an http.Handler. Its zero value is not usable: call New.
@@ -69,9 +79,14 @@ type Router struct {
 	access            *slog.Logger // nil: no access log
 	readHeaderTimeout time.Duration
 	ejectFor          time.Duration
+	defaults          *appSettings // for apps without settings; nil: none (settings.go)
 
 	wmu   sync.Mutex // serializes writers of table; readers never lock
 	table atomic.Pointer[table]
+
+	// TLS (tls.go)
+	certs     atomic.Pointer[certSet]
+	httpsPort string // in redirects; "" for 443
 }
 
 // table is one immutable snapshot of the routes.
@@ -82,12 +97,17 @@ type table struct {
 	// raw inputs, to rebuild one half when the other changes
 	routes  map[string][]string
 	domains map[string]string
+	https   map[string]httpsFlags // app → HTTPS flags (tls.go)
+	// settings are the apps' router settings (settings.go)
+	settings map[string]*appSettings
 }
 
 type route struct {
 	app      string
 	backends []*backend
 	next     atomic.Uint64
+	https    httpsFlags   // HTTPS redirect and HSTS (tls.go)
+	cfg      *appSettings // the app's router settings; nil: none (settings.go)
 }
 
 // backend is one address of an app with its passive health. It outlives
@@ -149,6 +169,7 @@ func New(cfg Config) *Router {
 		readHeaderTimeout: cfg.ReadHeaderTimeout,
 		ejectFor:          cfg.EjectFor,
 		access:            cfg.AccessLog,
+		httpsPort:         httpsPortOf(cfg.HTTPSPort),
 	}
 	if cfg.Metrics != nil {
 		rt.metrics = newMetrics(cfg.Metrics)
@@ -159,6 +180,7 @@ func New(cfg Config) *Router {
 	if rt.ejectFor <= 0 {
 		rt.ejectFor = 2 * time.Second
 	}
+	rt.defaults = defaultSettings(cfg)
 	for _, p := range cfg.TrustedProxies {
 		if !p.IsValid() {
 			continue
@@ -183,7 +205,7 @@ func New(cfg Config) *Router {
 	}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:        rt.rewrite,
-		Transport:      &retrier{t: transport, r: rt},
+		Transport:      headerDeadline{&retrier{t: transport, r: rt}}, // per-app timeouts (settings.go)
 		BufferPool:     bufferPool{},
 		ModifyResponse: rt.modifyResponse,
 		ErrorHandler:   rt.proxyError,
@@ -272,6 +294,10 @@ func buildTable(routes map[string][]string, domains map[string]string, old *tabl
 		}
 		t.apps[app] = r
 	}
+	if old != nil {
+		t.setHTTPS(old.https)       // HTTPS flags carry over (tls.go)
+		t.setSettings(old.settings) // and router settings (settings.go)
+	}
 	for h, app := range domains {
 		if rest, ok := strings.CutPrefix(h, "*."); ok {
 			t.wild[rest] = app
@@ -314,7 +340,9 @@ type target struct {
 	b       *backend
 	id      []string // X-Request-ID, as a header value
 	trusted bool     // the client is a trusted proxy
+	hsts    bool     // answer with Strict-Transport-Security (over TLS, app with HSTS on)
 	status  int      // the answer's status, once known (0: the client left first)
+	timing           // body limit and timeout (settings.go)
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -336,6 +364,14 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rte := t.apps[app]
+	// The app's settings (settings.go): allowlist, maintenance, body limit.
+	cfg := rt.settingsOf(t, rte, app)
+	if cfg != nil {
+		if code := rt.admit(w, r, cfg); code != 0 {
+			rt.done(r, app, code, start, "")
+			return
+		}
+	}
 	if rte == nil || len(rte.backends) == 0 {
 		if rte == nil && (rt.known == nil || !rt.known(app)) {
 			page(w, http.StatusNotFound, "No app at this address", "There is no app at this address on this Pier.")
@@ -347,7 +383,11 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.done(r, app, http.StatusServiceUnavailable, start, "")
 		return
 	}
-	tg := &target{app: app, b: rte.pick(), trusted: rt.trusts(r.RemoteAddr)}
+	if rte.https&flagRedirect != 0 && rt.redirectHTTPS(w, r, host) {
+		rt.done(r, app, http.StatusPermanentRedirect, start, "")
+		return
+	}
+	tg := &target{app: app, b: rte.pick(), trusted: rt.trusts(r.RemoteAddr), hsts: r.TLS != nil && rte.https&flagHSTS != 0}
 	if tg.trusted {
 		if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 			tg.id = v
@@ -357,6 +397,12 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tg.id = []string{newRequestID()}
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, tg)
+	if cfg != nil {
+		ctx = rt.limitRequest(w, r, ctx, tg, cfg) // settings.go
+		if tg.cancel != nil {
+			defer tg.cancel()
+		}
+	}
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
 	if rt.metrics != nil || rt.access != nil {
 		status := tg.status
@@ -456,6 +502,9 @@ func (rt *Router) rewrite(pr *httputil.ProxyRequest) {
 func (rt *Router) modifyResponse(resp *http.Response) error {
 	if tg, _ := resp.Request.Context().Value(ctxKey{}).(*target); tg != nil {
 		resp.Header["X-Request-Id"] = tg.id
+		if tg.hsts {
+			resp.Header["Strict-Transport-Security"] = hstsValue
+		}
 		tg.status = resp.StatusCode
 	}
 	return nil
@@ -538,6 +587,9 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 func (b *trackedBody) Close() error { return nil }
 
 func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if tg, _ := r.Context().Value(ctxKey{}).(*target); rt.settingsError(w, r, tg, err) {
+		return // 413 or 504 (settings.go)
+	}
 	if r.Context().Err() != nil {
 		return // the client left; nobody to answer
 	}
@@ -546,6 +598,9 @@ func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		rt.log.Warn("backend error", "err", err)
 	} else {
 		w.Header()["X-Request-Id"] = tg.id
+		if tg.hsts {
+			w.Header()["Strict-Transport-Security"] = hstsValue
+		}
 		tg.status = http.StatusBadGateway
 		rt.log.Warn("backend error", "app", tg.app, "request_id", tg.id[0], "err", err)
 	}

@@ -57,6 +57,7 @@ type options struct {
 	dataDir                     string
 	databaseURL                 string
 	httpAddr                    string
+	httpsAddr                   string // "": no TLS listener
 	publicURL                   string
 	sessionTTL                  time.Duration
 	logLevel                    string
@@ -148,6 +149,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.dataDir, "data-dir", env("PIER_DATA_DIR", ".pier"), "where pierd keeps its state: the embedded database, bootstrap token (env PIER_DATA_DIR)")
 	fs.StringVar(&o.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL; empty: run an embedded Postgres in the data dir (env DATABASE_URL)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("PIER_HTTP_ADDR", "127.0.0.1:8080"), "address of the HTTP API (env PIER_HTTP_ADDR)")
+	fs.StringVar(&o.httpsAddr, "https-addr", env("PIER_HTTPS_ADDR", ""), "pierd all: address of the router's HTTPS listener (HTTP/2 and HTTP/1.1; certificates from `pier certs:add`, chosen by SNI), such as 127.0.0.1:8443; empty: off (env PIER_HTTPS_ADDR)")
 	fs.StringVar(&o.publicURL, "public-url", env("PIER_PUBLIC_URL", ""), "URL users reach Pier at; apps are served at <app>.<its host> (default http://pier.localhost:<http port>) (env PIER_PUBLIC_URL)")
 	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
@@ -241,6 +243,10 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		public = "http://pier.localhost:" + port
 	}
+	if !all && o.httpsAddr != "" {
+		ln.Close()
+		return errors.New("--https-addr is for pierd all, where the router runs: drop it, or run pierd all")
+	}
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
 	var p *platform
 	switch {
@@ -308,9 +314,17 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		srv.Handler = handler
 		ln = p.router.Listener(ln)
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "Pier API listening on %s (public URL %s)\n", ln.Addr(), public)
+	var tlsSrv *http.Server // the router over TLS (--https-addr)
+	if all && p.httpsLn != nil {
+		tlsSrv = p.router.Server("")
+		tlsSrv.Handler = handler
+		tlsSrv.TLSConfig = p.router.TLSConfig()
+		go func() { errc <- tlsSrv.ServeTLS(p.httpsLn, "", "") }()
+		fmt.Fprintf(out, "Router HTTPS listening on %s\n", p.httpsLn.Addr())
+	}
 	fmt.Fprintf(out, "Ready. Press Ctrl-C to stop.\n")
 
 	select {
@@ -325,10 +339,17 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	// grace period.
 	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return err
-	}
-	return nil
+	var tlsErr error
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		if tlsSrv != nil {
+			tlsErr = tlsSrv.Shutdown(sctx)
+		}
+	}()
+	err = srv.Shutdown(sctx)
+	<-drained
+	return errors.Join(err, tlsErr)
 }
 
 // The API's whole-request timeouts, which bound slow clients of the API.

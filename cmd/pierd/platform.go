@@ -51,6 +51,8 @@ type platform struct {
 	closers  []func(context.Context) // stop what startPlatform started, last first
 
 	stopWatch func() // stops following the domains table, and waits
+
+	httpsLn net.Listener // the router's TLS listener (--https-addr), nil when off
 }
 
 // gitURL is where to push an app. git over SSH dials plain localhost: ssh
@@ -270,6 +272,16 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 			return nil, err
 		}
 	}
+	if o.httpsAddr != "" {
+		// Listen first: redirects to https name the port.
+		ln, err := net.Listen("tcp", o.httpsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s for HTTPS: %w (change it with --https-addr)", o.httpsAddr, err)
+		}
+		p.httpsLn = ln
+		p.closers = append(p.closers, func(context.Context) { ln.Close() })
+		rcfg.HTTPSPort = ln.Addr().(*net.TCPAddr).Port
+	}
 	p.router = router.New(rcfg)
 	if p.routes != nil {
 		p.unfollow = p.router.Follow(p.routes)
@@ -281,7 +293,21 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		defer close(watched)
 		db.WatchDomains(wctx, log, p.router.SetDomains)
 	}()
-	p.stopWatch = func() { cancel(); <-watched }
+	// So do certificates and HTTPS settings (tls.go of the router).
+	certsWatched := make(chan struct{})
+	go func() {
+		defer close(certsWatched)
+		db.WatchCerts(wctx, log, func(st pier.TLSState) { setTLS(p.router, st) })
+	}()
+	p.stopWatch = func() { cancel(); <-watched; <-certsWatched }
+	// And the apps' router settings: maintenance, allowlist, limits.
+	settingsWatched := make(chan struct{})
+	go func() {
+		defer close(settingsWatched)
+		db.WatchRouterSettings(wctx, log, p.router.SetSettings)
+	}()
+	stopOthers := p.stopWatch
+	p.stopWatch = func() { stopOthers(); <-settingsWatched }
 
 	p.ssh, err = builder.New(builder.Config{
 		Addr:     o.sshAddr,
@@ -408,4 +434,19 @@ func (p *platform) stop(ctx context.Context) {
 		p.stopWatch()
 	}
 	p.close(ctx)
+}
+
+// setTLS gives the router what it needs of the certificates and HTTPS
+// settings in Postgres.
+func setTLS(rt *router.Router, st pier.TLSState) {
+	certs := make([]router.Cert, 0, len(st.Certs))
+	for _, c := range st.Certs {
+		certs = append(certs, router.Cert{App: c.App, Name: c.Name, Chain: []byte(c.Chain), Key: []byte(c.Key), Names: c.Domains})
+	}
+	rt.SetCerts(certs)
+	https := make(map[string]router.HTTPS, len(st.HTTPS))
+	for app, s := range st.HTTPS {
+		https[app] = router.HTTPS{Redirect: s.HTTPSRedirect, HSTS: s.HSTS}
+	}
+	rt.SetHTTPS(https)
 }
