@@ -45,6 +45,11 @@ type Config struct {
 
 	StartTimeout time.Duration // a web process must accept connections within this (60s)
 	StopGrace    time.Duration // SIGTERM, then SIGKILL after this (10s)
+	// DrainDelay is how long a replaced web process keeps running after it
+	// left the routes (1s): a router may have picked it just before the
+	// switch, and a POST sent to a process that is closing cannot be
+	// retried. Kubernetes' preStop delay plays the same part.
+	DrainDelay time.Duration
 	UpAfter      time.Duration // a non-web process running this long is up (1s)
 
 	RestartBackoff    time.Duration // delay before the first restart of a crashed process (1s)
@@ -132,6 +137,7 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	def(&cfg.StartTimeout, 60*time.Second)
 	def(&cfg.StopGrace, 10*time.Second)
+	def(&cfg.DrainDelay, time.Second)
 	def(&cfg.UpAfter, time.Second)
 	def(&cfg.RestartBackoff, time.Second)
 	def(&cfg.MaxRestartBackoff, time.Minute)
@@ -413,8 +419,14 @@ func (s *Scheduler) finish(a *appState, start, stop []*proc) {
 		s.notify()
 	}
 	for _, p := range stop {
-		p.stop()
 		go func() {
+			if p.typ == "web" {
+				select {
+				case <-time.After(s.cfg.DrainDelay):
+				case <-p.done: // Shutdown stopped it meanwhile
+				}
+			}
+			p.stop()
 			<-p.done
 			s.mu.Lock()
 			delete(a.stopping, p)
