@@ -45,12 +45,13 @@ type Config struct {
 
 	StartTimeout time.Duration // a web process must accept connections within this (60s)
 	StopGrace    time.Duration // SIGTERM, then SIGKILL after this (10s)
+	UpAfter      time.Duration // a non-web process running this long is up (1s)
+
 	// DrainDelay is how long a replaced web process keeps running after it
 	// left the routes (1s): a router may have picked it just before the
 	// switch, and a POST sent to a process that is closing cannot be
 	// retried. Kubernetes' preStop delay plays the same part.
 	DrainDelay time.Duration
-	UpAfter      time.Duration // a non-web process running this long is up (1s)
 
 	RestartBackoff    time.Duration // delay before the first restart of a crashed process (1s)
 	MaxRestartBackoff time.Duration // the delay doubles up to this (1m)
