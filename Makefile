@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks builder-image run kube kube-up test test-short vet bench bench-push bench-kube bench-pack clean
+.PHONY: help build lifecycle buildpacks builder-image run kube kube-up test test-short vet bench bench-push bench-kube bench-pack bench-router clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,9 @@ bench-kube: kube ## N apps × 3 replicas to Ready through Pier on Kubernetes, ag
 
 bench-pack: ## the pack strategy building the Go sample, cold and warm, against the pack CLI (see bench/README.md)
 	$(GO) test -run '^$$' -bench PackBuild -benchtime 5x -timeout 30m ./bench/
+
+bench-router: ## Pier's router against nginx (1 worker) in front of one backend, driven by wrk, 1 and 1,000 hosts (needs nginx, wrk; see bench/README.md)
+	$(GO) test -run '^$$' -bench RouterVsNginx -benchtime 1x -timeout 30m ./bench/
 
 clean: ## remove build outputs (not .pier/, which holds your data)
 	rm -rf $(BIN)
