@@ -62,6 +62,12 @@ type Config struct {
 	// TrustedBuilders are run with trust (see the package doc). Empty:
 	// only DefaultBuilder.
 	TrustedBuilders []string
+	// BuildDockerHost is the daemon's address as build containers are to
+	// reach it, seen from the daemon's side: the lifecycle of a trusted
+	// builder exports the image there. Default: the Docker client's own
+	// host. Set it when pierd runs in a container whose socket is mounted
+	// from another path on the host (unix:///path/on/the/host.sock).
+	BuildDockerHost string
 	// LifecycleImage runs the lifecycle phases of untrusted builders
 	// (pack's default, pulled from a registry, when empty).
 	LifecycleImage string
@@ -92,6 +98,11 @@ func New(cfg Config) (*Strategy, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.BuildDockerHost == "" {
+		// pack would mount /var/run/docker.sock whatever daemon the client
+		// talks to: the image would land in another daemon.
+		cfg.BuildDockerHost = cfg.Docker.DaemonHost()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -203,6 +214,7 @@ func (s *Strategy) buildpacks(ctx context.Context, req pier.BuildRequest, ref st
 			Build:  cache.CacheInfo{Format: cache.CacheVolume, Source: buildVol},
 			Launch: cache.CacheInfo{Format: cache.CacheVolume, Source: launchVol},
 		},
+		DockerHost:     s.cfg.BuildDockerHost,
 		PullPolicy:     image.PullIfNotPresent,
 		TrustBuilder:   func(string) bool { return trusted },
 		LifecycleImage: s.cfg.LifecycleImage,

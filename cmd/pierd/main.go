@@ -75,6 +75,7 @@ type options struct {
 	builder              string // default CNB builder (pack)
 	trustedBuilders      string // comma-separated
 	lifecycleImage       string
+	buildDockerHost      string
 
 	trustedProxies string // comma-separated networks, checked by Main
 	metricsAddr    string // "": no metrics listener
@@ -162,6 +163,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.registryPasswordFile, "registry-password-file", env("PIER_REGISTRY_PASSWORD_FILE", ""), "a file holding the registry's password (env PIER_REGISTRY_PASSWORD_FILE)")
 	fs.StringVar(&o.builder, "builder", env("PIER_BUILDER", "pier/builder:latest"), "pack: the default CNB builder image (`make builder-image` makes Pier's); apps may choose another with `pier buildpacks:set-builder` (env PIER_BUILDER)")
 	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
+	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")

@@ -225,7 +225,7 @@ func (p *platform) startPack(o options, log *slog.Logger) error {
 	}
 	s, err := pack.New(pack.Config{
 		Docker: cli, Registry: reg, DefaultBuilder: o.builder, TrustedBuilders: splitList(o.trustedBuilders),
-		LifecycleImage: o.lifecycleImage, Logger: log,
+		LifecycleImage: o.lifecycleImage, BuildDockerHost: o.buildDockerHost, Logger: log,
 	})
 	if err != nil {
 		return err
