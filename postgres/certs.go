@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -188,61 +187,5 @@ func (db *DB) AllTLS(ctx context.Context) (pier.TLSState, error) {
 // connection is retried and everything reloaded, so no change is missed
 // for good. Errors are logged without the keys.
 func (db *DB) WatchCerts(ctx context.Context, log *slog.Logger, fn func(pier.TLSState)) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := db.listen(ctx, "pier_certs", func(ctx context.Context) error {
-			st, err := db.AllTLS(ctx)
-			if err != nil {
-				return err
-			}
-			fn(st)
-			return nil
-		}, func() { backoff = 100 * time.Millisecond })
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn("watching certificates; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
-// listen LISTENs on channel and calls load now and after every burst of
-// notifications, until an error or the end of ctx.
-func (db *DB) listen(ctx context.Context, channel string, load func(context.Context) error, listening func()) error {
-	pc, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// The connection LISTENs: it must not go back to the pool.
-	conn := pc.Hijack()
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		return err
-	}
-	listening()
-	for {
-		// Load after LISTEN: a change made in between is seen either way.
-		if err := load(ctx); err != nil {
-			return err
-		}
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return err
-		}
-		for {
-			wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-			_, err := conn.WaitForNotification(wctx)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				break
-			}
-		}
-	}
+	watchChannel(ctx, db, log, "pier_certs", "certificates", db.AllTLS, fn)
 }
