@@ -120,7 +120,7 @@ func (f *packFloor) build(ctx context.Context, src, version string) (time.Durati
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, f.pack, "build", ref,
 		"--builder", f.builder, "--path", src, "--trust-builder", "--pull-policy", "if-not-present",
-		"--network", "host", "--timestamps=false",
+		"--network", "host", "--timestamps=false", "--docker-host", "inherit",
 		"--cache", "type=build;format=volume;name="+f.volumes()[0],
 		"--cache", "type=launch;format=volume;name="+f.volumes()[1])
 	cmd.Env = append(os.Environ(), "PACK_HOME="+filepath.Join(f.dir, "pack"), "DOCKER_CONFIG="+filepath.Join(f.dir, "docker"))

@@ -81,6 +81,9 @@ func packBuild(t *testing.T, cli *docker.Client, builder, img, app string, cache
 		PullPolicy:      image.PullNever,
 		ContainerConfig: client.ContainerConfig{Network: "host"},
 		Cache:           caches,
+		// The lifecycle exports to the daemon the tests use (DOCKER_HOST),
+		// not whatever listens on /var/run/docker.sock.
+		DockerHost: cli.DaemonHost(),
 	})
 	if err != nil {
 		t.Fatalf("pack build %s: %v\n%s", app, err, log.String())
