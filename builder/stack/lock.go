@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock on path, so that two callers (a `make
+// LockFile takes an exclusive flock on path, so that two callers (a `make
 // builder-image` and a test binary, say) never debootstrap or import the
 // same thing at once. It polls so that ctx can end the wait, and calls
 // waiting once if it has to wait. Closing the file releases the lock, also
 // when the process dies.
-func lockFile(ctx context.Context, path string, waiting func()) (unlock func(), err error) {
+func LockFile(ctx context.Context, path string, waiting func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err

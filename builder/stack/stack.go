@@ -180,7 +180,7 @@ func Ensure(ctx context.Context, cfg Config) (Images, error) {
 	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 		return Images{}, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cfg.CacheDir, "stack.lock"), func() {
+	unlock, err := LockFile(ctx, filepath.Join(cfg.CacheDir, "stack.lock"), func() {
 		fmt.Fprintf(cfg.Log, "stack: waiting for another process making the stack (%s)\n", filepath.Join(cfg.CacheDir, "stack.lock"))
 	})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,8 +13,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/pierpaas/pier/builder/stack"
 )
 
 // The Kubernetes control plane that KubeCluster runs is built from the Go
@@ -122,35 +122,9 @@ func BuildKube(ctx context.Context, progress io.Writer) (string, error) {
 	return dir, nil
 }
 
-// lockFile takes an exclusive flock on path, polling so that ctx can end the
-// wait; waiting is called once if the lock is held by someone else.
-func lockFile(ctx context.Context, path string, waiting func()) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	told := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil // closing releases the lock
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		if !told {
-			waiting()
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
+// lockFile is builder/stack's: one flock rule for every cache a test
+// binary or `make builder-image` may fill at the same time.
+var lockFile = stack.LockFile
 
 type kubeBuilder struct {
 	dir      string
