@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks builder-image run kube kube-up test test-short vet bench bench-push bench-kube bench-pack bench-router clean
+.PHONY: help build lifecycle buildpacks builder-image run kube kube-up test test-short vet bench bench-push bench-kube bench-pack bench-router bench-propagation clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,9 @@ bench-kube: kube ## N apps × 3 replicas to Ready through Pier on Kubernetes, ag
 
 bench-pack: ## the pack strategy building the Go sample, cold and warm, against the pack CLI (see bench/README.md)
 	$(GO) test -run '^$$' -bench PackBuild -benchtime 5x -timeout 30m ./bench/
+
+bench-propagation: ## time from a routing change (domains:add) returning to pierd all's router and a `pierd router` serving it, p50/p99 over 50 changes (PIER_BENCH_PROPAGATION_N) against 250 ms (see bench/README.md)
+	$(GO) test -run '^$$' -bench Propagation -benchtime 1x -timeout 20m ./bench/
 
 bench-router: ## Pier's router against nginx (1 worker) in front of one backend, driven by wrk, 1 and 1,000 hosts (needs nginx, wrk; see bench/README.md)
 	$(GO) test -run '^$$' -bench RouterVsNginx -benchtime 1x -timeout 30m ./bench/

@@ -26,6 +26,9 @@ type Certificate struct {
 	Fingerprint string    `json:"fingerprint"` // SHA-256 of the leaf (DER), hex
 	Issuer      string    `json:"issuer"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Managed marks a certificate Pier ordered itself (certs:auto): it is
+	// replaced when renewed. An uploaded one is never touched by Pier.
+	Managed bool `json:"managed"`
 }
 
 // CertName is the length of a certificate's name, in hex digits of its

@@ -145,6 +145,11 @@ type Store interface {
 	// HTTPS settings of an app; SetAppHTTPS records "https.set".
 	AppHTTPS(ctx context.Context, app string) (HTTPSSettings, error)
 	SetAppHTTPS(ctx context.Context, app string, change HTTPSChange, actor string) (HTTPSSettings, error)
+	// Automatic certificates (ACME) of an app: SetAutoCerts turns them on or
+	// off and records "certs.auto.enable" or "certs.auto.disable";
+	// AutoCertApp returns what PlanAutoCerts needs to show their state.
+	SetAutoCerts(ctx context.Context, app string, on bool, actor string) error
+	AutoCertApp(ctx context.Context, app string) (*AutoCertApp, error)
 
 	// Members. The owner cannot be removed.
 	ListMembers(ctx context.Context, app string) ([]Member, error)

@@ -43,7 +43,11 @@ func (c *cli) addCertCommands(root *cobra.Command) {
 			w := table(c.stdout)
 			row(w, "NAME", "DOMAINS", "EXPIRES", "ISSUER")
 			for _, ct := range l.Items {
-				row(w, ct.Name, clean(strings.Join(ct.Domains, ", ")), date(ct.ExpiresAt), clean(ct.Issuer))
+				issuer := clean(ct.Issuer)
+				if ct.Managed {
+					issuer += " (auto)" // ordered by Pier: pier certs:auto
+				}
+				row(w, ct.Name, clean(strings.Join(ct.Domains, ", ")), date(ct.ExpiresAt), issuer)
 			}
 			return w.Flush()
 		},
@@ -126,6 +130,7 @@ to type the name again; scripts pass --confirm with the same value.`,
 	addAppFlag(removeCmd, &remove.app)
 	removeCmd.Flags().StringVar(&remove.confirm, "confirm", "", "the certificate's NAME again, to confirm without a prompt")
 
+	root.AddCommand(c.autoCertCommands()...) // autocerts.go
 	root.AddCommand(listCmd, addCmd, removeCmd,
 		c.httpsCommand("redirect", "https:redirect", "Send an app's plain-HTTP requests to https:// (308), or stop",
 			`With on, the router answers every plain-HTTP request to the app with a

@@ -110,7 +110,8 @@ App commands take -a APP, or find the app from a git remote named "pier".`,
 		c.addAppCommands, c.addConfigCommands, c.addReleaseCommands, c.addBuildCommands,
 		c.addPsCommands, c.addLimitsCommands, c.addBuildpackCommands, c.addLogsCommand, c.addRunCommand,
 		c.addDomainCommands, c.addRouterCommands, c.addPermCommands, c.addEventCommands,
-		c.addCertCommands, // certs.go
+		c.addCertCommands,         // certs.go
+		c.addServiceTokenCommands, // servicetokens.go
 	} {
 		add(root)
 	}

@@ -122,6 +122,9 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return nil, pier.Errorf(pier.EUNAUTHORIZED, "the Authorization header must be 'Bearer <token>'")
 	}
+	if strings.HasPrefix(token, pier.ServiceTokenPrefix) {
+		return nil, pier.Errorf(pier.EUNAUTHORIZED, "a service token works only on the controller's internal listener (pierd router uses it there): call the API as a user, with `pier login` or an API token")
+	}
 	if strings.HasPrefix(token, APITokenPrefix) {
 		u, err := s.store.UserForAPIToken(r.Context(), hashToken(token))
 		if err != nil {

@@ -51,6 +51,10 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/tokens", "List your API tokens", signedIn, nil, pier.List[pier.APIToken]{}, 200, s.listTokens},
 		{"POST", "/v1/tokens", "Create a long-lived API token (shown once)", signedIn, tokenRequest{}, pier.NewAPIToken{}, 201, s.createToken},
 		{"DELETE", "/v1/tokens/{id}", "Revoke an API token", signedIn, nil, nil, 204, s.revokeToken},
+		// Service tokens of components run alone (pierd router): servicetokens.go.
+		{"GET", "/v1/service-tokens", "List the service tokens of platform components (never the tokens)", adminOnly, nil, pier.List[pier.ServiceToken]{}, 200, s.listServiceTokens},
+		{"POST", "/v1/service-tokens", "Create a service token for a component, such as scope router for pierd router (shown once)", adminOnly, serviceTokenRequest{}, pier.NewServiceToken{}, 201, s.createServiceToken},
+		{"DELETE", "/v1/service-tokens/{id}", "Revoke a service token", adminOnly, nil, nil, 204, s.revokeServiceToken},
 
 		{"GET", "/v1/keys", "List your SSH keys", signedIn, nil, pier.List[pier.Key]{}, 200, s.listKeys},
 		{"POST", "/v1/keys", "Add an SSH public key", signedIn, keyRequest{}, pier.Key{}, 201, s.addKey},
@@ -100,6 +104,10 @@ func (s *Server) routeTable() []route {
 		{"DELETE", "/v1/apps/{app}/certs/{name}", "Remove a certificate by name or fingerprint prefix (8+ hex digits)", appMember, nil, nil, 204, s.removeCert},
 		{"GET", "/v1/apps/{app}/https", "The app's HTTPS redirect and HSTS settings", appMember, nil, pier.HTTPSSettings{}, 200, s.getHTTPS},
 		{"PATCH", "/v1/apps/{app}/https", "Turn the app's HTTPS redirect and HSTS on or off (omitted: unchanged)", appMember, pier.HTTPSChange{}, pier.HTTPSSettings{}, 200, s.patchHTTPS},
+		// Automatic certificates (ACME, HTTP-01 through the router): autocerts.go.
+		{"GET", "/v1/apps/{app}/certs/auto", "The app's automatic certificates: on or off, and each domain's state (pending, issued, failed with the CA's error and the next attempt, uploaded, unsupported, off)", appMember, nil, pier.AutoCerts{}, 200, s.getAutoCerts},
+		{"POST", "/v1/apps/{app}/certs/auto", "Turn automatic certificates on: one is ordered for each exact custom domain, and renewed", appMember, nil, pier.AutoCerts{}, 200, s.enableAutoCerts},
+		{"DELETE", "/v1/apps/{app}/certs/auto", "Turn automatic certificates off: no more orders or renewals; issued certificates stay until they expire", appMember, nil, pier.AutoCerts{}, 200, s.disableAutoCerts},
 
 		{"GET", "/v1/apps/{app}/perms", "List the app's members", appMember, nil, pier.List[pier.Member]{}, 200, s.listPerms},
 		{"POST", "/v1/apps/{app}/perms", "Give a user access to the app", appOwner, permRequest{}, pier.Member{}, 201, s.addPerm},

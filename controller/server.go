@@ -39,6 +39,9 @@ type Config struct {
 	// DefaultBuilder is the CNB builder image of apps that chose none, when
 	// the pack strategy builds pushes ("" otherwise).
 	DefaultBuilder string
+	// ACME says that a certificate issuer runs (pierd --acme-directory):
+	// apps' automatic certificates are ordered.
+	ACME bool
 }
 
 // Server is the controller's HTTP API.
@@ -56,6 +59,7 @@ type Server struct {
 	rec      *Reconciler
 	gitURL   func(app string) string
 	builder  string // the platform's default CNB builder
+	acme     bool   // an ACME issuer runs (Config.ACME)
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -80,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err

@@ -34,10 +34,10 @@ func (db *DB) AddCert(ctx context.Context, app string, c *pier.Certificate, chai
 	})
 }
 
-const certColumns = `c.name, c.fingerprint, c.domains, c.issuer, c.not_before, c.expires_at, c.created_at`
+const certColumns = `c.name, c.fingerprint, c.domains, c.issuer, c.not_before, c.expires_at, c.created_at, c.managed`
 
 func scanCert(row pgx.Row, c *pier.Certificate, extra ...any) error {
-	return row.Scan(append([]any{&c.Name, &c.Fingerprint, &c.Domains, &c.Issuer, &c.NotBefore, &c.ExpiresAt, &c.CreatedAt}, extra...)...)
+	return row.Scan(append([]any{&c.Name, &c.Fingerprint, &c.Domains, &c.Issuer, &c.NotBefore, &c.ExpiresAt, &c.CreatedAt, &c.Managed}, extra...)...)
 }
 
 // ListCerts lists the app's certificates by expiry, without their keys.

@@ -87,6 +87,8 @@ type Router struct {
 	// TLS (tls.go)
 	certs     atomic.Pointer[certSet]
 	httpsPort string // in redirects; "" for 443
+
+	challenges atomic.Pointer[map[string]string] // ACME HTTP-01: token → key authorization (acme.go)
 }
 
 // table is one immutable snapshot of the routes.
@@ -346,6 +348,10 @@ type target struct {
 }
 
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// ACME HTTP-01 challenges of Pier's own orders come first (acme.go).
+	if strings.HasPrefix(r.URL.Path, ACMEChallengePath) && rt.serveChallenge(w, r) {
+		return
+	}
 	host := normalizeHost(r.Host)
 	if host == rt.domain || host == "pier."+rt.domain {
 		if rt.api == nil {

@@ -43,6 +43,9 @@ Usage:
                     --scheduler docker or kubernetes runs images built by pack)
   pierd controller  run the REST API only (with --scheduler docker or kubernetes,
                     it also converges apps onto that host or cluster)
+  pierd router      run the router alone, on another machine: it follows the
+                    controller's internal listener with a router service token
+                    and takes no database credentials (pierd router --help)
   pierd migrate     apply database migrations and exit
 
 Examples:
@@ -80,6 +83,10 @@ type options struct {
 	trustedProxies string // comma-separated networks, checked by Main
 	metricsAddr    string // "": no metrics listener
 	accessLog      bool
+
+	internalAddr string // the internal listener for components (internal.go); "": the default, if free
+
+	acme acmeOptions // automatic certificates (acme.go)
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -94,6 +101,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
+	if cmd == "router" {
+		// Flags of its own: no database, no data dir (router.go).
+		return routerMain(ctx, args[1:], stdout, stderr)
+	}
 	var o options
 	fs := newFlags(&o, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -113,6 +124,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := o.check(); err != nil {
+		fmt.Fprintf(stderr, "pierd: %v\n", err)
+		return 2
+	}
+	if err := o.acme.check(); err != nil {
 		fmt.Fprintf(stderr, "pierd: %v\n", err)
 		return 2
 	}
@@ -171,6 +186,10 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", env("PIER_METRICS_ADDR", ""), "pierd all: serve Prometheus metrics (the router's requests and latency per app and status, Go runtime) at http://ADDR/metrics, such as 127.0.0.1:9180; empty: off (env PIER_METRICS_ADDR)")
 	fs.BoolVar(&o.accessLog, "access-log", env("PIER_ACCESS_LOG", "true") != "false", "pierd all: log one line per app request (method, host, path without its query, status, time, request id); --access-log=false turns it off (env PIER_ACCESS_LOG)")
+	fs.StringVar(&o.internalAddr, "internal-addr", env("PIER_INTERNAL_ADDR", ""), "pierd all and controller: address of the internal listener, where routers running alone (pierd router) follow the routing state with a router service token; never exposed by the public router; default "+defaultInternalAddr+" (if another process has it, pierd warns and runs without); off: none (env PIER_INTERNAL_ADDR)")
+	fs.StringVar(&o.acme.directory, "acme-directory", env("PIER_ACME_DIRECTORY", ""), "pierd all and controller: the ACME directory URL of the CA that issues apps' automatic certificates (pier certs:auto:enable), validated over HTTP-01 through the router on port 80; empty: automatic certificates are off (env PIER_ACME_DIRECTORY)")
+	fs.StringVar(&o.acme.email, "acme-email", env("PIER_ACME_EMAIL", ""), "the contact of Pier's ACME account, for the CA's notices (env PIER_ACME_EMAIL)")
+	fs.StringVar(&o.acme.caFile, "acme-ca-file", env("PIER_ACME_CA_FILE", ""), "PEM roots to trust, besides the system's, for the ACME CA's HTTPS: a private CA's (env PIER_ACME_CA_FILE)")
 	fs.StringVar(&o.logLevel, "log-level", env("PIER_LOG_LEVEL", "info"), "debug, info, warn or error (env PIER_LOG_LEVEL)")
 	return fs
 }
@@ -250,7 +269,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		return errors.New("--https-addr is for pierd all, where the router runs: drop it, or run pierd all")
 	}
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
+	cfg.ACME = o.acme.directory != ""
 	var p *platform
+	var routes controller.RouteSource // for the internal listener's router feed
 	switch {
 	case all:
 		if p, err = startPlatform(ctx, o, db, log); err != nil {
@@ -275,6 +296,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		}
 		defer stop()
 		cfg.Reconciler = controller.NewReconciler(db, sched, log)
+		routes, _ = sched.(controller.RouteSource)
 		go func() {
 			if err := cfg.Reconciler.ConvergeAll(ctx); err != nil {
 				log.Error("converge at start", "err", err)
@@ -294,7 +316,26 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 			ln.Close()
 			return err
 		}
+		if p.routes != nil {
+			routes = p.routes
+		}
 	}
+	stopInternal, err := serveInternal(ctx, o, db, routes, log, out)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopInternal()
+	var rt *router.Router
+	if all {
+		rt = p.router
+	}
+	stopIssuer, err := startIssuer(ctx, o.acme, db, hostOf(public), rt, log, out) // acme.go
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopIssuer()
 	if err := bootstrap(ctx, db, o.dataDir, out); err != nil {
 		ln.Close()
 		return err
@@ -309,24 +350,16 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if all {
-		// App traffic streams (SSE, long downloads): the router's server
-		// has no whole-request timeouts, and refuses smuggling attempts.
-		// The API keeps its timeouts per request (serveAll).
-		srv = p.router.Server("")
-		srv.Handler = handler
-		ln = p.router.Listener(ln)
+		// The router's public listeners (edge.go), with the API behind it,
+		// which keeps its timeouts per request (serveAll). The apps'
+		// processes are stopped only after they drain (the deferred p.stop).
+		return serveEdge(ctx, edge{router: p.router, handler: handler, http: ln, https: p.httpsLn}, func(addr net.Addr) {
+			fmt.Fprintf(out, "Pier API listening on %s (public URL %s)\n", addr, public)
+		}, out)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "Pier API listening on %s (public URL %s)\n", ln.Addr(), public)
-	var tlsSrv *http.Server // the router over TLS (--https-addr)
-	if all && p.httpsLn != nil {
-		tlsSrv = p.router.Server("")
-		tlsSrv.Handler = handler
-		tlsSrv.TLSConfig = p.router.TLSConfig()
-		go func() { errc <- tlsSrv.ServeTLS(p.httpsLn, "", "") }()
-		fmt.Fprintf(out, "Router HTTPS listening on %s\n", p.httpsLn.Addr())
-	}
 	fmt.Fprintf(out, "Ready. Press Ctrl-C to stop.\n")
 
 	select {
@@ -335,23 +368,11 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	case <-ctx.Done():
 	}
 	fmt.Fprintln(out, "Shutting down...")
-	// Shutdown stops accepting and waits for in-flight requests, app
-	// traffic included, to finish; the apps' processes are stopped only
-	// after (the deferred p.stop). 25 s fits in Kubernetes' default 30 s
-	// grace period.
+	// Shutdown stops accepting and waits for in-flight requests to
+	// finish. 25 s fits in Kubernetes' default 30 s grace period.
 	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	var tlsErr error
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		if tlsSrv != nil {
-			tlsErr = tlsSrv.Shutdown(sctx)
-		}
-	}()
-	err = srv.Shutdown(sctx)
-	<-drained
-	return errors.Join(err, tlsErr)
+	return srv.Shutdown(sctx)
 }
 
 // The API's whole-request timeouts, which bound slow clients of the API.

@@ -306,8 +306,10 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		defer close(settingsWatched)
 		db.WatchRouterSettings(wctx, log, p.router.SetSettings)
 	}()
+	// And the ACME challenges under way, for automatic certificates (acme.go).
+	challengesWatched := watchChallenges(wctx, db, p.router, log)
 	stopOthers := p.stopWatch
-	p.stopWatch = func() { stopOthers(); <-settingsWatched }
+	p.stopWatch = func() { stopOthers(); <-settingsWatched; <-challengesWatched }
 
 	p.ssh, err = builder.New(builder.Config{
 		Addr:     o.sshAddr,
