@@ -48,7 +48,7 @@ type routerCase struct {
 var routerCases = []routerCase{{"1host", 1}, {"1000hosts", 1000}}
 
 // BenchmarkRouterVsNginx puts Pier's router (GOMAXPROCS=1, served by
-// rt.Server on rt.Listener as pierd serves it) and Debian's nginx (one
+// rt.NewServer as pierd serves it) and Debian's nginx (one
 // worker, configured as a fair reverse proxy: router/nginx.conf.tmpl) in
 // front of the same backend, and drives both with wrk with the same
 // parameters: keep-alive, a 12-byte body, first with one host, then with

@@ -23,17 +23,34 @@ import (
 	"github.com/pierpaas/pier/router"
 )
 
-// serve runs rt as pierd does: on its own Server, on a guarded listener.
-func serve(t *testing.T, rt *router.Router) (string, *http.Server) {
+// serve runs rt as pierd does: rt.NewServer, whose fast path hands what
+// it does not serve to net/http on a guarded listener.
+func serve(t *testing.T, rt *router.Router) (string, *router.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := rt.Server("")
-	go srv.Serve(rt.Listener(ln))
+	srv := rt.NewServer(nil)
+	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), srv
+}
+
+// front is serve for tests written against an httptest.Server.
+type front struct {
+	URL    string
+	client *http.Client
+}
+
+func (f *front) Client() *http.Client { return f.client }
+func (f *front) Close()               {}
+
+func newFront(t *testing.T, rt *router.Router) *front {
+	addr, _ := serve(t, rt)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &front{URL: "http://" + addr, client: &http.Client{Transport: tr}}
 }
 
 // dial opens a raw connection, with a deadline so that a broken router
@@ -52,6 +69,7 @@ func dial(t *testing.T, addr string) net.Conn {
 type seenReq struct {
 	method, path, body string
 	header             http.Header
+	host               string
 }
 
 // spy is a backend that remembers what reached it.
@@ -66,7 +84,7 @@ func newSpy(t *testing.T, name string) *spy {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
-		s.reqs = append(s.reqs, seenReq{r.Method, r.URL.Path, string(body), r.Header.Clone()})
+		s.reqs = append(s.reqs, seenReq{r.Method, r.URL.Path, string(body), r.Header.Clone(), r.Host})
 		s.mu.Unlock()
 		fmt.Fprintf(w, "%s %s %s", name, r.Method, r.URL.Path)
 	}))

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -56,7 +57,11 @@ func codeLabel(code int) string {
 // access log leaves out the query string, where tokens and other secrets
 // travel.
 func (rt *Router) done(r *http.Request, app string, code int, start time.Time, requestID string) {
-	d := time.Since(start)
+	rt.record(r.Context(), app, code, time.Since(start), r.Method, r.Host, r.URL.Path, r.RemoteAddr, requestID)
+}
+
+// record is done for both paths: the fast path has no *http.Request.
+func (rt *Router) record(ctx context.Context, app string, code int, d time.Duration, method, host, path, remote, requestID string) {
 	if rt.metrics != nil {
 		label := app
 		if label == "" {
@@ -66,14 +71,14 @@ func (rt *Router) done(r *http.Request, app string, code int, start time.Time, r
 		rt.metrics.duration.WithLabelValues(label).Observe(d.Seconds())
 	}
 	if rt.access != nil {
-		rt.access.LogAttrs(r.Context(), slog.LevelInfo, "access",
+		rt.access.LogAttrs(ctx, slog.LevelInfo, "access",
 			slog.String("app", app),
-			slog.String("method", r.Method),
-			slog.String("host", r.Host),
-			slog.String("path", r.URL.Path),
+			slog.String("method", method),
+			slog.String("host", host),
+			slog.String("path", path),
 			slog.Int("status", code),
 			slog.Duration("took", d),
-			slog.String("remote", r.RemoteAddr),
+			slog.String("remote", remote),
 			slog.String("request_id", requestID),
 		)
 	}

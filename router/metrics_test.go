@@ -40,7 +40,7 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		Known:     func(app string) bool { return app == "idle" },
 	})
 	rt.SetRoutes(map[string][]string{"web": {strings.TrimPrefix(ok.URL, "http://")}, "gone": {dead}})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 
 	send := func(host, path string) int {

@@ -84,6 +84,8 @@ type Router struct {
 	wmu   sync.Mutex // serializes writers of table; readers never lock
 	table atomic.Pointer[table]
 
+	fastServed atomic.Uint64 // requests the fast path proxied (fast_linux.go), for tests
+
 	// TLS (tls.go)
 	certs     atomic.Pointer[certSet]
 	httpsPort string // in redirects; "" for 443
@@ -116,6 +118,7 @@ type route struct {
 // route tables: the same address keeps its state across swaps.
 type backend struct {
 	addr string
+	ap   netip.AddrPort // addr, when it is an IP address and port (the fast path's condition)
 	// down is the time (Unix ns) until which the backend gets no new
 	// requests, because it refused a connection; 0 when up.
 	down atomic.Int64
@@ -286,7 +289,7 @@ func buildTable(routes map[string][]string, domains map[string]string, old *tabl
 			was = old.apps[app].backends
 		}
 		for i, a := range addrs {
-			r.backends[i] = &backend{addr: a}
+			r.backends[i] = newBackend(a)
 			for _, b := range was {
 				if b.addr == a {
 					r.backends[i] = b
@@ -308,6 +311,14 @@ func buildTable(routes map[string][]string, domains map[string]string, old *tabl
 		}
 	}
 	return t
+}
+
+func newBackend(addr string) *backend {
+	b := &backend{addr: addr}
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		b.ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return b
 }
 
 func normalizeHost(h string) string {
@@ -641,7 +652,11 @@ func page(w http.ResponseWriter, status int, title, text string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>"+title+" · Pier</title></head>\n<body style=\"font-family:sans-serif;margin:4em auto;max-width:36em\">\n<h1>"+title+"</h1>\n<p>"+text+"</p>\n<p><small>Pier</small></p>\n</body></html>\n")
+	io.WriteString(w, pageHTML(title, text))
+}
+
+func pageHTML(title, text string) string {
+	return "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>" + title + " · Pier</title></head>\n<body style=\"font-family:sans-serif;margin:4em auto;max-width:36em\">\n<h1>" + title + "</h1>\n<p>" + text + "</p>\n<p><small>Pier</small></p>\n</body></html>\n"
 }
 
 // bufferPool recycles the proxy's copy buffers.

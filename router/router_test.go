@@ -26,7 +26,7 @@ func backend(t *testing.T, name string) (*httptest.Server, string) {
 	return srv, strings.TrimPrefix(srv.URL, "http://")
 }
 
-func get(t *testing.T, front *httptest.Server, host string, hdr ...string) (int, string, http.Header) {
+func get(t *testing.T, front *front, host string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", front.URL+"/x?y=1", nil)
 	req.Host = host
@@ -50,7 +50,7 @@ func TestHostMapping(t *testing.T) {
 	rt := router.New(router.Config{Domain: "pier.localhost", API: api, Known: func(app string) bool { return app == "fresh" }})
 	rt.SetRoutes(map[string][]string{"alpha": {a}, "beta": {b}, "gamma": {c}, "idle": {}})
 	rt.SetDomains(map[string]string{"www.example.com": "beta", "*.example.com": "gamma", "Shop.Example.org": "alpha"})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 	for host, want := range map[string]string{
 		"alpha.pier.localhost":      "a ",
@@ -95,7 +95,7 @@ func TestRoundRobin(t *testing.T) {
 	}
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": addrs})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 	count := map[string]int{}
 	for range 300 {
@@ -111,7 +111,7 @@ func TestForwardedHeaders(t *testing.T) {
 	_, a := backend(t, "a")
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": {a}})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 	_, body, _ := get(t, front, "app.pier.localhost:8080",
 		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Host", "evil.com", "X-Forwarded-Proto", "https", "Forwarded", "for=6.6.6.6")
@@ -129,7 +129,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	}
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": addrs[:2]})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 	var failures atomic.Int64
 	var wg sync.WaitGroup
@@ -174,7 +174,7 @@ func TestRetryOnDeadBackend(t *testing.T) {
 	dead.Close()
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": {deadAddr, live}})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 	for range 10 {
 		code, body, _ := get(t, front, "app.pier.localhost")
@@ -218,7 +218,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 	defer ws.Close()
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"chat": {strings.TrimPrefix(ws.URL, "http://")}})
-	front := httptest.NewServer(rt)
+	front := newFront(t, rt)
 	defer front.Close()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
 	if err != nil {

@@ -26,17 +26,16 @@ type edge struct {
 // included, get up to 25 s to finish (Kubernetes' default grace period is
 // 30 s). announce prints what listens on the HTTP listener, once it
 // serves. This is the one place the router's public listeners are served,
-// for `pierd all` and `pierd router` alike: a faster HTTP server goes
-// here.
+// for `pierd all` and `pierd router` alike.
 func serveEdge(ctx context.Context, e edge, announce func(addr net.Addr), out io.Writer) error {
-	// App traffic streams (SSE, long downloads): the router's server has
-	// no whole-request timeouts, and refuses smuggling attempts.
-	srv := e.router.Server("")
-	srv.Handler = e.handler
-	ln := e.router.Listener(e.http)
+	// Plain HTTP: the router's fast path, which hands what is not plain
+	// proxying to an app (the API, WebSockets, error pages...) to
+	// e.handler through net/http. App traffic streams (SSE, long
+	// downloads): no whole-request timeouts; smuggling attempts refused.
+	srv := e.router.NewServer(e.handler)
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	announce(ln.Addr())
+	go func() { errc <- srv.Serve(e.http) }()
+	announce(e.http.Addr())
 	var tlsSrv *http.Server
 	if e.https != nil {
 		tlsSrv = e.router.Server("")

@@ -6,7 +6,8 @@
 //
 // backend answers every request with a 12-byte body. router is Pier's edge
 // router (package router) with apps app1 … appN all routed to the backend,
-// served as pierd serves it: rt.Server on rt.Listener. Each prints
+// served as pierd serves it: rt.NewServer (the fast path, with net/http
+// behind it). Each prints
 // "listening on HOST:PORT" once it accepts connections and runs until
 // SIGINT or SIGTERM. The benchmark sets GOMAXPROCS and the CPU of each.
 package main
@@ -154,9 +155,9 @@ func runRouter(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := rt.Server("")
+	srv := rt.NewServer(nil)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(rt.Listener(ln)) }()
+	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("listening on %s\n", ln.Addr())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
