@@ -708,6 +708,23 @@ func printRouterResults(results []routerResult) {
 			fmt.Sprintf("%.2f×", r.median("pier", p99ms)/r.median("nginx", p99ms)),
 			r.counted("nginx")+" / "+r.counted("pier"), verdict)
 	}
+	// When wrk and the backend saturate their CPU, both proxies idle part
+	// of the time and requests/s says more about the client than about
+	// them: requests per second of the proxy's own CPU time says which one
+	// does more with a core.
+	fmt.Printf("  requests per second of proxy CPU time (req/s ÷ the proxy's CPU share), median:\n")
+	for _, r := range results {
+		n, p := r.median("nginx", perCPU), r.median("pier", perCPU)
+		fmt.Printf("  %-9s nginx %6.0f   Pier %6.0f   ratio %.2f×   (proxy CPU busy: nginx %.0f%%, Pier %.0f%%)\n", r.c.name, n, p, p/n,
+			100*r.median("nginx", func(w wrkRun) float64 { return w.proxyCPU }), 100*r.median("pier", func(w wrkRun) float64 { return w.proxyCPU }))
+	}
+}
+
+func perCPU(r wrkRun) float64 {
+	if r.proxyCPU <= 0 {
+		return 0
+	}
+	return r.rps / r.proxyCPU
 }
 
 // versions says what is measured: nginx's, wrk's and Go's versions.

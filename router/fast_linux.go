@@ -295,6 +295,8 @@ func (l *loop) sweep() bool {
 					!x.started && (draining || l.now-x.since > int64(idleTimeout)):
 					l.closeClient(x)
 				}
+			case x.state == cClosing && l.now-x.since > int64(idleTimeout):
+				l.closeClient(x) // a client that does not read its last answer
 			case x.state == cProxy && x.b != nil:
 				b := x.b
 				switch {
@@ -839,6 +841,7 @@ type bconn struct {
 	writable   bool
 	paused     bool // the client's socket is full: not reading
 	hup        bool // the backend closed its side (or failed): read to the end
+	short      bool // the buffered head is incomplete: read before parsing again
 	out        []byte
 	off        int // out[:off] is written
 	in         []byte
@@ -1029,12 +1032,19 @@ func (l *loop) readAnswer(b *bconn) {
 		if c == nil || b.paused {
 			return
 		}
-		if b.r < b.w {
+		if len(c.out) > 0 {
+			// The client has not taken the last piece: hold the rest in
+			// the backend's socket until it has (clientProgress resumes).
+			b.paused = true
+			return
+		}
+		if b.r < b.w && !b.short {
 			if !l.consume(b) {
 				return
 			}
 			continue
 		}
+		b.short = false
 		if !b.readable {
 			return
 		}
@@ -1084,7 +1094,8 @@ func (l *loop) consume(b *bconn) bool {
 				b.w = copy(b.in, b.in[b.r:b.w])
 				b.r = 0
 			}
-			return b.readable || b.w == len(b.in)
+			b.short = true // read more before parsing again
+			return b.readable
 		default:
 			l.answerFailed(b, err)
 			return false
@@ -1144,9 +1155,6 @@ func (l *loop) consume(b *bconn) bool {
 		b.r += k
 		if k > 0 && !l.write(c, p) {
 			return false
-		}
-		if len(c.out) > 0 {
-			b.paused = true
 		}
 		if end {
 			l.answered(b)
@@ -1222,7 +1230,7 @@ func (l *loop) answered(b *bconn) {
 // next readies c for its next request, or closes it.
 func (l *loop) next(c *client) {
 	if c.req.bodyLeft > 0 || c.closeAfter || l.fp.draining.Load() {
-		c.state = cClosing
+		c.state, c.since = cClosing, l.now
 		if len(c.out) == 0 {
 			l.closeClient(c)
 		}

@@ -236,6 +236,8 @@ func TestFastPathAnswerFramings(t *testing.T) {
 		"/badcl":   "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
 		"/garbage": "SSH-2.0-OpenSSH\r\n\r\n",
 		"/close":   "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+		// A head bigger than the backend buffer's first size.
+		"/bighead": "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 40<<10) + "\r\nContent-Length: 3\r\n\r\nbig",
 	}
 	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		for {
@@ -254,7 +256,7 @@ func TestFastPathAnswerFramings(t *testing.T) {
 	rt.SetRoutes(map[string][]string{"app": {addr}})
 	front, _ := serve(t, rt)
 	c := dial(t, front)
-	paths := []string{"/chunked", "/204", "/103", "/lf", "/both", "/badcl", "/garbage", "/chunked", "/close"}
+	paths := []string{"/chunked", "/204", "/103", "/lf", "/both", "/badcl", "/garbage", "/bighead", "/chunked", "/close"}
 	var reqs []*http.Request
 	for _, p := range paths {
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: app.pier.localhost\r\n\r\n", p)
@@ -287,7 +289,7 @@ func TestFastPathAnswerFramings(t *testing.T) {
 		}
 		got = append(got, s)
 	}
-	want := []string{`200 "hello world" trailer done`, `204 ""`, "103 </a.css>", `200 "ok"`, `200 "lf"`, "502", "502", "502", `200 "hello world" trailer done`, `200 "until the end" close`}
+	want := []string{`200 "hello world" trailer done`, `204 ""`, "103 </a.css>", `200 "ok"`, `200 "lf"`, "502", "502", "502", `200 "big"`, `200 "hello world" trailer done`, `200 "until the end" close`}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
