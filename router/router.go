@@ -6,6 +6,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -87,8 +88,9 @@ type Router struct {
 	fastServed atomic.Uint64 // requests the fast path proxied (fast_linux.go), for tests
 
 	// TLS (tls.go)
-	certs     atomic.Pointer[certSet]
-	httpsPort string // in redirects; "" for 443
+	certs        atomic.Pointer[certSet]
+	platformCert atomic.Pointer[tls.Certificate] // the platform domain's names; nil: none
+	httpsPort    string                          // in redirects; "" for 443
 
 	challenges atomic.Pointer[map[string]string] // ACME HTTP-01: token → key authorization (acme.go)
 }

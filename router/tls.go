@@ -136,29 +136,54 @@ func (rt *Router) TLSConfig() *tls.Config {
 	}
 }
 
+// SetPlatformCert sets the certificate of the platform domain's own names:
+// the domain, pier.<domain> (the API) and <app>.<domain>, typically a
+// wildcard certificate for *.<domain> and <domain> from the operator
+// (pierd --tls-cert). An app's own certificate for its <app>.<domain>
+// wins over it. nil removes it.
+func (rt *Router) SetPlatformCert(c *tls.Certificate) { rt.platformCert.Store(c) }
+
+// platformName says whether name is the platform domain or one label under it.
+func (rt *Router) platformName(name string) bool {
+	if name == rt.domain {
+		return true
+	}
+	_, rest, ok := strings.Cut(name, ".")
+	return ok && rest == rt.domain
+}
+
 func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := normalizeHost(hello.ServerName)
+	if c := rt.appCertificate(name); c != nil {
+		return c, nil
+	}
+	if name != "" && rt.platformName(name) {
+		return rt.platformCert.Load(), nil
+	}
+	// No certificate and no error: crypto/tls answers unrecognized_name.
+	return nil, nil
+}
+
+func (rt *Router) appCertificate(name string) *tls.Certificate {
 	set := rt.certs.Load()
 	if name == "" || set == nil {
-		// No certificate and no error: crypto/tls answers
-		// unrecognized_name.
-		return nil, nil
+		return nil
 	}
 	// Only a certificate of the app the name routes to: a name that moved
 	// to another app does not get its former owner's certificate.
 	app, ok := rt.resolve(rt.table.Load(), name)
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	if c := pickCert(set.exact[name], app); c != nil {
-		return c, nil
+		return c
 	}
 	if _, rest, ok := strings.Cut(name, "."); ok {
 		if c := pickCert(set.wild[rest], app); c != nil {
-			return c, nil
+			return c
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // pickCert returns the longest-lived certificate of app in l.

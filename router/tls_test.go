@@ -190,3 +190,49 @@ func TestHTTPSRedirectAndHSTS(t *testing.T) {
 		t.Fatalf("redirect off: %d", res.StatusCode)
 	}
 }
+
+// The platform's certificate (pierd --tls-cert) serves the platform
+// domain's own names: the API's, and every <app>.<domain> without a
+// certificate of its own; an app's own certificate wins for its name.
+func TestPlatformCert(t *testing.T) {
+	_, beAddr := backend(t, "be")
+	rt := router.New(router.Config{Domain: "pier.localhost", API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "api") })})
+	rt.SetRoutes(map[string][]string{"app": {beAddr}, "own": {beAddr}})
+	platform, platformLeaf := tlsCert(t, "", "*.pier.localhost", "pier.localhost")
+	kp, err := tls.X509KeyPair(platform.Chain, platform.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.SetPlatformCert(&kp)
+	own, ownLeaf := tlsCert(t, "own", "own.pier.localhost")
+	rt.SetCerts([]router.Cert{own})
+	addr := serveTLS(t, rt)
+	roots := x509.NewCertPool()
+	roots.AddCert(platformLeaf)
+	roots.AddCert(ownLeaf)
+	for _, c := range []struct{ host, want, leaf string }{
+		{"app.pier.localhost", "be host=app.pier.localhost", "*.pier.localhost"},
+		{"pier.localhost", "api", "*.pier.localhost"},
+		{"pier.pier.localhost", "api", "*.pier.localhost"},
+		{"own.pier.localhost", "be host=own.pier.localhost", "own.pier.localhost"},
+		{"nope.pier.localhost", "No app at this address", "*.pier.localhost"},
+	} {
+		res, err := httpsClient(addr, roots, true).Get("https://" + c.host + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", c.host, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.Contains(string(body), c.want) || res.TLS.PeerCertificates[0].DNSNames[0] != c.leaf {
+			t.Errorf("%s: %q with certificate %v, want %q with %s", c.host, body, res.TLS.PeerCertificates[0].DNSNames, c.want, c.leaf)
+		}
+	}
+	// Names outside the platform domain get no platform certificate.
+	if _, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "shop.example.com", RootCAs: roots}); err == nil {
+		t.Error("a name outside the platform domain got a certificate")
+	}
+	rt.SetPlatformCert(nil)
+	if _, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "app.pier.localhost", RootCAs: roots}); err == nil {
+		t.Error("the platform certificate is still served after SetPlatformCert(nil)")
+	}
+}

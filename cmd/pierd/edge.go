@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/pierpaas/pier/router"
@@ -65,4 +69,74 @@ func serveEdge(ctx context.Context, e edge, announce func(addr net.Addr), out io
 	err := srv.Shutdown(sctx)
 	<-drained
 	return errors.Join(err, tlsErr)
+}
+
+// platformCert is the operator's certificate for the platform domain's own
+// names (--tls-cert, --tls-key): typically a wildcard *.<domain> plus
+// <domain>, so that every app is at https://<app>.<domain> and the API at
+// https://pier.<domain> without a certificate each.
+type platformCert struct {
+	certFile, keyFile string
+}
+
+func (p platformCert) check(httpsAddr string) error {
+	switch {
+	case p.certFile == "" && p.keyFile == "":
+		return nil
+	case p.certFile == "" || p.keyFile == "":
+		return errors.New("--tls-cert and --tls-key go together: give both files (PEM), or neither")
+	case httpsAddr == "":
+		return errors.New("--tls-cert needs --https-addr, where the router serves TLS: add it, such as --https-addr :443")
+	}
+	_, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	if err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w (both PEM: the chain, leaf first, and its private key)", err)
+	}
+	return nil
+}
+
+// follow loads the certificate into rt, and again whenever one of the
+// files changes (a renewal by cert-manager or certbot), until ctx ends. A
+// change that does not load is logged and the previous certificate kept.
+func (p platformCert) follow(ctx context.Context, rt *router.Router, log *slog.Logger) error {
+	if p.certFile == "" {
+		return nil
+	}
+	stamp := func() string {
+		var s string
+		for _, f := range []string{p.certFile, p.keyFile} {
+			if fi, err := os.Stat(f); err == nil {
+				s += fi.ModTime().String() + strconv.FormatInt(fi.Size(), 10)
+			}
+		}
+		return s
+	}
+	last := stamp()
+	kp, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	if err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	rt.SetPlatformCert(&kp)
+	go func() {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if s := stamp(); s != last {
+				kp, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+				if err != nil {
+					log.Warn("the platform certificate changed but does not load: serving the previous one", "cert", p.certFile, "err", err)
+					continue
+				}
+				last = s
+				rt.SetPlatformCert(&kp)
+				log.Info("platform certificate loaded again", "cert", p.certFile)
+			}
+		}
+	}()
+	return nil
 }

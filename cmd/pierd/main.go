@@ -61,6 +61,7 @@ type options struct {
 	databaseURL                 string
 	httpAddr                    string
 	httpsAddr                   string // "": no TLS listener
+	tls                         platformCert
 	publicURL                   string
 	sessionTTL                  time.Duration
 	logLevel                    string
@@ -166,6 +167,8 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL; empty: run an embedded Postgres in the data dir (env DATABASE_URL)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("PIER_HTTP_ADDR", "127.0.0.1:8080"), "address of the HTTP API (env PIER_HTTP_ADDR)")
 	fs.StringVar(&o.httpsAddr, "https-addr", env("PIER_HTTPS_ADDR", ""), "pierd all: address of the router's HTTPS listener (HTTP/2 and HTTP/1.1; certificates from `pier certs:add`, chosen by SNI), such as 127.0.0.1:8443; empty: off (env PIER_HTTPS_ADDR)")
+	fs.StringVar(&o.tls.certFile, "tls-cert", env("PIER_TLS_CERT", ""), "pierd all: PEM certificate chain for the platform domain's own names, such as a wildcard *.<domain> with <domain>: served on --https-addr for the API and every app without a certificate of its own; read again when it changes (env PIER_TLS_CERT)")
+	fs.StringVar(&o.tls.keyFile, "tls-key", env("PIER_TLS_KEY", ""), "pierd all: the PEM private key of --tls-cert (env PIER_TLS_KEY)")
 	fs.StringVar(&o.publicURL, "public-url", env("PIER_PUBLIC_URL", ""), "URL users reach Pier at; apps are served at <app>.<its host> (default http://pier.localhost:<http port>) (env PIER_PUBLIC_URL)")
 	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
@@ -264,9 +267,13 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		public = "http://pier.localhost:" + port
 	}
-	if !all && o.httpsAddr != "" {
+	if !all && (o.httpsAddr != "" || o.tls.certFile != "") {
 		ln.Close()
-		return errors.New("--https-addr is for pierd all, where the router runs: drop it, or run pierd all")
+		return errors.New("--https-addr and --tls-cert are for pierd all, where the router runs: drop them, or run pierd all")
+	}
+	if err := o.tls.check(o.httpsAddr); err != nil {
+		ln.Close()
+		return err
 	}
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
 	cfg.ACME = o.acme.directory != ""

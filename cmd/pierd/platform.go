@@ -283,6 +283,9 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		rcfg.HTTPSPort = ln.Addr().(*net.TCPAddr).Port
 	}
 	p.router = router.New(rcfg)
+	if err := o.tls.follow(ctx, p.router, log); err != nil {
+		return nil, err
+	}
 	if p.routes != nil {
 		p.unfollow = p.router.Follow(p.routes)
 	}

@@ -59,6 +59,7 @@ type routerOptions struct {
 	tokenFile          string
 	listen             string
 	httpsAddr          string
+	tls                platformCert
 	domain             string
 	trustedProxies     string
 	metricsAddr        string
@@ -85,6 +86,8 @@ func routerFlags(o *routerOptions, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.domain, "domain", env("PIER_DOMAIN", ""), "the platform domain: <app>.<domain> reaches an app; the same as the host of the controller's public URL, such as pier.example.com (default: the host of --controller-url) (env PIER_DOMAIN)")
 	fs.StringVar(&o.listen, "listen", env("PIER_LISTEN", "127.0.0.1:8080"), "address of the router's HTTP listener, such as :80 (env PIER_LISTEN)")
 	fs.StringVar(&o.httpsAddr, "https-addr", env("PIER_HTTPS_ADDR", ""), "address of the router's HTTPS listener (HTTP/2 and HTTP/1.1, certificates chosen by SNI), such as :443; empty: off (env PIER_HTTPS_ADDR)")
+	fs.StringVar(&o.tls.certFile, "tls-cert", env("PIER_TLS_CERT", ""), "PEM certificate chain for the platform domain's own names, such as a wildcard *.<domain> with <domain>: served on --https-addr for the API and every app without a certificate of its own; read again when it changes (env PIER_TLS_CERT)")
+	fs.StringVar(&o.tls.keyFile, "tls-key", env("PIER_TLS_KEY", ""), "the PEM private key of --tls-cert (env PIER_TLS_KEY)")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of the router (a load balancer), such as 10.0.0.0/8: their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID are believed; default none (env PIER_TRUSTED_PROXIES)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", env("PIER_METRICS_ADDR", ""), "serve Prometheus metrics (requests and latency per app and status, Go runtime) at http://ADDR/metrics, such as 127.0.0.1:9180; empty: off (env PIER_METRICS_ADDR)")
 	fs.BoolVar(&o.accessLog, "access-log", env("PIER_ACCESS_LOG", "true") != "false", "log one line per app request (method, host, path without its query, status, time, request id); --access-log=false turns it off (env PIER_ACCESS_LOG)")
@@ -172,6 +175,9 @@ func (o routerOptions) check() (*url.URL, string, error) {
 	if domain == "" || strings.ContainsAny(domain, "/: ") || net.ParseIP(domain) != nil {
 		return nil, "", usageErr{fmt.Errorf("--domain %q is invalid: give the platform domain, the host of the controller's public URL, such as pier.example.com", o.domain)}
 	}
+	if err := o.tls.check(o.httpsAddr); err != nil {
+		return nil, "", usageErr{err}
+	}
 	if _, err := router.ParsePrefixes(o.trustedProxies); err != nil {
 		return nil, "", usageErr{fmt.Errorf("--trusted-proxies: %v; give networks and addresses separated by commas", err)}
 	}
@@ -216,6 +222,9 @@ func runRouter(ctx context.Context, o routerOptions, out io.Writer, log *slog.Lo
 		return fmt.Errorf("listen on %s: %w (change it with --listen)", o.listen, err)
 	}
 	rt := router.New(rcfg)
+	if err := o.tls.follow(ctx, rt, log); err != nil {
+		return err
+	}
 
 	// Follow the controller's feed until the router stops.
 	a := &stateApplier{rt: rt, log: log}

@@ -23,7 +23,14 @@ import (
 // (HTTP/2) by SNI for both names; then HTTPS redirect and HSTS.
 func TestHTTPS(t *testing.T) {
 	skipShort(t)
-	s := startStack(t, "PIER_HTTPS_ADDR=127.0.0.1:0")
+	// The platform's own certificate (--tls-cert): a wildcard for the
+	// platform domain's names.
+	pdir := t.TempDir()
+	pchain, pkey := testenv.Cert(t, time.Time{}, "*.pier.localhost", "pier.localhost")
+	pcf, pkf := filepath.Join(pdir, "platform.pem"), filepath.Join(pdir, "platform.key")
+	os.WriteFile(pcf, []byte(pchain), 0o644)
+	os.WriteFile(pkf, []byte(pkey), 0o600)
+	s := startStack(t, "PIER_HTTPS_ADDR=127.0.0.1:0", "PIER_TLS_CERT="+pcf, "PIER_TLS_KEY="+pkf)
 	m := regexp.MustCompile(`Router HTTPS listening on (127\.0\.0\.1:\d+)`).FindStringSubmatch(s.d.out.String())
 	if m == nil {
 		t.Fatalf("no HTTPS address in pierd's output:\n%s", s.d.out)
@@ -34,6 +41,10 @@ func TestHTTPS(t *testing.T) {
 	r := s.newRepo("../../builder/host/testdata/procfile-shell", "secure")
 	r.mustPush()
 	roots := x509.NewCertPool()
+	if b, _ := pem.Decode([]byte(pchain)); b != nil {
+		leaf, _ := x509.ParseCertificate(b.Bytes)
+		roots.AddCert(leaf)
+	}
 	dir := t.TempDir()
 	var keys []string
 	for _, host := range []string{"a.example.test", "b.example.test"} {
@@ -87,6 +98,20 @@ func TestHTTPS(t *testing.T) {
 		})
 	}
 
+	// The platform certificate serves the app's own name, and the API's.
+	for url, want := range map[string]string{
+		"https://secure.pier.localhost:" + httpsPort + "/hello.txt": "hello from the shell",
+		"https://pier.localhost:" + httpsPort + "/healthz":          "ok",
+	} {
+		res, body, err := get(client, url)
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		if res.StatusCode != 200 || !strings.Contains(body, want) || res.TLS.PeerCertificates[0].DNSNames[0] != "*.pier.localhost" {
+			t.Fatalf("%s: %s %q with certificate %v", url, res.Status, body, res.TLS.PeerCertificates[0].DNSNames)
+		}
+	}
+
 	s.c.must("", "https:redirect", "on", "-a", "secure")
 	s.c.must("", "https:hsts", "on", "-a", "secure")
 	plain := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dialTo(strings.TrimPrefix(s.d.url, "http://"))},
@@ -108,6 +133,7 @@ func TestHTTPS(t *testing.T) {
 		}
 		return true, ""
 	})
+	keys = append(keys, strings.Split(pkey, "\n")[1])
 	for _, k := range keys {
 		if strings.Contains(s.d.out.String(), k) {
 			t.Fatal("a private key is in pierd's output")
