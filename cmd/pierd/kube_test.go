@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/internal/testenv"
 )
 
@@ -28,10 +31,13 @@ import (
 func TestKubernetesScheduler(t *testing.T) {
 	kube := testenv.KubeCluster(t)
 	data := filepath.Join(t.TempDir(), "data")
-	d := startPierd(t, []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0"},
+	internal := "127.0.0.1:" + freePort(t)
+	d := startPierd(t, []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_INTERNAL_ADDR=" + internal},
 		"controller", "--scheduler=kubernetes", "--kubeconfig", kube.Kubeconfig)
 	c := newCLI(t)
 	c.must("kube test password\n", "register", d.url, "--username", "ops", "--bootstrap-token-file", filepath.Join(data, "bootstrap-token"), "--password-stdin")
+	var tok pier.NewServiceToken
+	jsonOut(t, c.must("", "service-tokens:create", "--scope", "router", "--json"), &tok)
 	c.must("", "apps:create", "kubeapp")
 	c.must("", "config:set", "GREETING=hi", "-a", "kubeapp")
 	if out := c.must("", "builds:create", "registry.example/team/kubeapp:v1", "-a", "kubeapp"); !strings.Contains(out, "v3") {
@@ -57,6 +63,24 @@ func TestKubernetesScheduler(t *testing.T) {
 	if out := c.must("", "ps", "-a", "kubeapp"); !strings.Contains(out, "=== web (3)") {
 		t.Fatalf("ps:\n%s", out)
 	}
+	// Routers running alone get the app's ready pods from the controller's
+	// feed: the web Service's EndpointSlices. (The pod IPs are kwok's:
+	// compared, never dialled.)
+	pods, err := cs.CoreV1().Pods("pier-kubeapp").List(ctx, metav1.ListOptions{LabelSelector: "pier.dev/process-type=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			want = append(want, net.JoinHostPort(p.Status.PodIP, "5000"))
+		}
+	}
+	slices.Sort(want)
+	eventually(t, 30*time.Second, "the router feed routes kubeapp to its 3 ready pods", func() (bool, string) {
+		got := feedRoutes(t, internal, tok.Token)["kubeapp"]
+		return len(got) == 3 && slices.Equal(got, want), fmt.Sprintf("feed %v, pods %v", got, want)
+	})
 	c.must("", "apps:destroy", "-a", "kubeapp", "--confirm", "kubeapp")
 	// The namespace goes in the background (its pods' grace period).
 	eventually(t, 30*time.Second, "namespace pier-kubeapp is being deleted", func() (bool, string) {
@@ -346,4 +370,29 @@ func emptyCluster(t *testing.T, cs kubernetes.Interface, namespaces ...string) {
 		}
 		return true, ""
 	})
+}
+
+// feedRoutes reads the first snapshot of the controller's router feed.
+func feedRoutes(t *testing.T, internal, token string) map[string][]string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+internal+"/internal/v1/router/watch", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var routes map[string][]string
+	errFirst := errors.New("first snapshot read")
+	err = client.DecodeRouterFrames(res.Body, func(fr pier.RouterFrame) error {
+		if fr.Type == pier.RouterFrameSnapshot && fr.State != nil {
+			routes = fr.State.Routes
+			return errFirst
+		}
+		return nil
+	})
+	if !errors.Is(err, errFirst) {
+		t.Fatalf("router feed: %v (status %s)", err, res.Status)
+	}
+	return routes
 }

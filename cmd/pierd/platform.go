@@ -40,7 +40,7 @@ type platform struct {
 	strategy pier.BuildStrategy
 	host     *host.Strategy // the host strategy, when it builds
 	sched    pier.Scheduler
-	routes   router.RouteSource // where the router finds app processes; nil on Kubernetes (issue: in-cluster router)
+	routes   router.RouteSource // where the router finds app processes: the scheduler
 	rec      *controller.Reconciler
 	router   *router.Router
 	ssh      *builder.Server
@@ -139,7 +139,10 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 			return nil, err
 		}
 		p.closers = append(p.closers, func(context.Context) { s.Close() })
-		p.sched = s
+		// The router sends requests straight to the ready pods of each
+		// app's web Service (its EndpointSlices): pierd runs in the
+		// cluster, or on its pod network.
+		p.sched, p.routes = s, s
 	}
 	if o.buildStrategy == pier.StrategyPack {
 		if err := p.startPack(o, log); err != nil {

@@ -33,10 +33,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/router"
 )
 
 // Labels and annotations Pier puts on what it creates.
@@ -126,6 +128,8 @@ type Scheduler struct {
 	pods       corelisters.PodLister
 	services   corelisters.ServiceLister
 	secrets    corelisters.SecretLister
+	slices     discoverylisters.EndpointSliceLister
+	routes     router.Feed // the router's subscribers (routes.go)
 	stop       chan struct{}
 	closeOnce  sync.Once
 
@@ -217,7 +221,10 @@ func New(cfg Config) (*Scheduler, error) {
 	podI := s.factory.Core().V1().Pods()
 	svcI := s.factory.Core().V1().Services()
 	secI := s.factory.Core().V1().Secrets()
-	for _, i := range []informer{nsI, depI, rsI, podI, svcI, secI} {
+	// EndpointSlices mirror their Service's labels (the managed-by one
+	// included): the web Service's are the router's table (routes.go).
+	esI := s.factory.Discovery().V1().EndpointSlices()
+	for _, i := range []informer{nsI, depI, rsI, podI, svcI, secI, esI} {
 		if _, err := i.Informer().AddEventHandler(handler); err != nil {
 			return nil, fmt.Errorf("kubernetes scheduler: %w", err)
 		}
@@ -232,6 +239,17 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s.namespaces, s.deploys, s.replicas = nsI.Lister(), depI.Lister(), rsI.Lister()
 	s.pods, s.services, s.secrets = podI.Lister(), svcI.Lister(), secI.Lister()
+	s.slices = esI.Lister()
+	notify := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.routes.Notify() },
+		UpdateFunc: func(_, _ any) { s.routes.Notify() },
+		DeleteFunc: func(any) { s.routes.Notify() },
+	}
+	for _, i := range []informer{svcI, esI} {
+		if _, err := i.Informer().AddEventHandler(notify); err != nil {
+			return nil, fmt.Errorf("kubernetes scheduler: %w", err)
+		}
+	}
 	s.factory.Start(s.stop)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout)
