@@ -81,6 +81,20 @@ func TestKubernetesScheduler(t *testing.T) {
 		got := feedRoutes(t, internal, tok.Token)["kubeapp"]
 		return len(got) == 3 && slices.Equal(got, want), fmt.Sprintf("feed %v, pods %v", got, want)
 	})
+	// A router in the cluster takes the routes from the EndpointSlices
+	// itself (scheduler/kubernetes's TestEndpointsFollowSlices follows
+	// them with traffic to loopback). Here: it starts on them, and a host
+	// that is no app is answered without dialling anything.
+	tokenFile := filepath.Join(t.TempDir(), "router.token")
+	os.WriteFile(tokenFile, []byte(tok.Token), 0o600)
+	r := startRouter(t, "--controller-internal", "http://"+internal, "--token-file", tokenFile, "--controller-url", d.url,
+		"--domain", "pier.localhost", "--listen", "127.0.0.1:0", "--endpoints", "kubernetes", "--kubeconfig", kube.Kubeconfig)
+	if !strings.Contains(r.out.String(), "EndpointSlices, from the cluster") {
+		t.Fatalf("pierd router --endpoints kubernetes:\n%s", r.out)
+	}
+	if code, _, err := r.get("nope.pier.localhost", "/"); err != nil || code != 404 {
+		t.Fatalf("an unknown app through pierd router: %d %v", code, err)
+	}
 	c.must("", "apps:destroy", "-a", "kubeapp", "--confirm", "kubeapp")
 	// The namespace goes in the background (its pods' grace period).
 	eventually(t, 30*time.Second, "namespace pier-kubeapp is being deleted", func() (bool, string) {

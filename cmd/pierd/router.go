@@ -23,6 +23,7 @@ import (
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/client"
 	"github.com/pierpaas/pier/router"
+	"github.com/pierpaas/pier/scheduler/kubernetes"
 )
 
 const routerUsage = `pierd router runs Pier's router alone, on a machine of its own: it proxies
@@ -59,6 +60,8 @@ type routerOptions struct {
 	tokenFile          string
 	listen             string
 	httpsAddr          string
+	endpoints          string // "controller" or "kubernetes"
+	kubeconfig         string
 	tls                platformCert
 	domain             string
 	trustedProxies     string
@@ -86,6 +89,8 @@ func routerFlags(o *routerOptions, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.domain, "domain", env("PIER_DOMAIN", ""), "the platform domain: <app>.<domain> reaches an app; the same as the host of the controller's public URL, such as pier.example.com (default: the host of --controller-url) (env PIER_DOMAIN)")
 	fs.StringVar(&o.listen, "listen", env("PIER_LISTEN", "127.0.0.1:8080"), "address of the router's HTTP listener, such as :80 (env PIER_LISTEN)")
 	fs.StringVar(&o.httpsAddr, "https-addr", env("PIER_HTTPS_ADDR", ""), "address of the router's HTTPS listener (HTTP/2 and HTTP/1.1, certificates chosen by SNI), such as :443; empty: off (env PIER_HTTPS_ADDR)")
+	fs.StringVar(&o.endpoints, "endpoints", env("PIER_ENDPOINTS", "controller"), "where the apps' ready processes come from: controller (its feed, whatever the scheduler) or kubernetes (the router in the cluster watches the web Services' EndpointSlices itself: pods that come and go change the routes at once; needs get/list/watch on services and endpointslices) (env PIER_ENDPOINTS)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "--endpoints kubernetes: kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.StringVar(&o.tls.certFile, "tls-cert", env("PIER_TLS_CERT", ""), "PEM certificate chain for the platform domain's own names, such as a wildcard *.<domain> with <domain>: served on --https-addr for the API and every app without a certificate of its own; read again when it changes (env PIER_TLS_CERT)")
 	fs.StringVar(&o.tls.keyFile, "tls-key", env("PIER_TLS_KEY", ""), "the PEM private key of --tls-cert (env PIER_TLS_KEY)")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of the router (a load balancer), such as 10.0.0.0/8: their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID are believed; default none (env PIER_TRUSTED_PROXIES)")
@@ -178,6 +183,9 @@ func (o routerOptions) check() (*url.URL, string, error) {
 	if err := o.tls.check(o.httpsAddr); err != nil {
 		return nil, "", usageErr{err}
 	}
+	if o.endpoints != "controller" && o.endpoints != "kubernetes" {
+		return nil, "", usageErr{fmt.Errorf("--endpoints %q: want controller or kubernetes", o.endpoints)}
+	}
 	if _, err := router.ParsePrefixes(o.trustedProxies); err != nil {
 		return nil, "", usageErr{fmt.Errorf("--trusted-proxies: %v; give networks and addresses separated by commas", err)}
 	}
@@ -228,6 +236,22 @@ func runRouter(ctx context.Context, o routerOptions, out io.Writer, log *slog.Lo
 
 	// Follow the controller's feed until the router stops.
 	a := &stateApplier{rt: rt, log: log}
+	if o.endpoints == "kubernetes" {
+		// In the cluster: the apps' ready pods straight from their web
+		// Services' EndpointSlices; the rest from the controller.
+		kc, err := kubeConfig(o.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--endpoints kubernetes: %w", err)
+		}
+		eps, err := kubernetes.NewEndpoints(kc, 0)
+		if err != nil {
+			return err
+		}
+		defer eps.Close()
+		defer rt.Follow(eps)()
+		a.ownRoutes = true
+		fmt.Fprintln(out, "Routes: the apps' web Services' EndpointSlices, from the cluster")
+	}
 	first := make(chan struct{})
 	fctx, cancel := context.WithCancel(ctx)
 	followed := make(chan struct{})
@@ -300,6 +324,9 @@ type stateApplier struct {
 	log     *slog.Logger
 	last    *pier.RouterState
 	applied int
+	// ownRoutes: the routes come from elsewhere (--endpoints kubernetes),
+	// not from the controller's snapshots.
+	ownRoutes bool
 }
 
 func (a *stateApplier) apply(st *pier.RouterState) {
@@ -307,7 +334,7 @@ func (a *stateApplier) apply(st *pier.RouterState) {
 	changed := func(f func(*pier.RouterState) any) bool {
 		return prev == nil || !reflect.DeepEqual(f(prev), f(st))
 	}
-	if changed(func(s *pier.RouterState) any { return s.Routes }) {
+	if !a.ownRoutes && changed(func(s *pier.RouterState) any { return s.Routes }) {
 		a.rt.SetRoutes(orEmpty(st.Routes))
 	}
 	if changed(func(s *pier.RouterState) any { return s.Certs }) {
