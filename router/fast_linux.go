@@ -42,6 +42,7 @@ const (
 	sweepEvery     = 100 * time.Millisecond // timeouts are checked this often
 	idleTimeout    = 120 * time.Second      // a client's keep-alive connection, as rt.Server's IdleTimeout
 	dialTimeout    = 5 * time.Second        // a backend's connection, as the Transport's
+	lingerFor      = 500 * time.Millisecond // a closing connection's wait for the client's EOF, as net/http's
 	backendIdle    = 90 * time.Second       // a pooled backend connection, as the Transport's IdleConnTimeout
 	maxIdlePerBack = 1000                   // pooled connections per backend and loop
 	clientBufSize  = 4 << 10
@@ -295,6 +296,8 @@ func (l *loop) sweep() bool {
 					!x.started && (draining || l.now-x.since > int64(idleTimeout)):
 					l.closeClient(x)
 				}
+			case x.state == cLinger && l.now-x.since > int64(lingerFor):
+				l.closeClient(x)
 			case x.state == cClosing && l.now-x.since > int64(idleTimeout):
 				l.closeClient(x) // a client that does not read its last answer
 			case x.state == cProxy && x.b != nil:
@@ -333,7 +336,8 @@ func (l *loop) shut() {
 const (
 	cIdle    = iota // reading a request head (or waiting for one)
 	cProxy          // a request is with a backend
-	cClosing        // the last answer is being written; then close
+	cClosing        // the last answer is being written; then linger
+	cLinger         // half-closed after the last answer: dropping input until EOF, or lingerFor
 )
 
 type client struct {
@@ -397,7 +401,7 @@ func (l *loop) clientProgress(c *client) {
 			return
 		}
 		if c.state == cClosing {
-			l.closeClient(c)
+			l.linger(c)
 			return
 		}
 		if c.b != nil && c.b.paused {
@@ -424,7 +428,39 @@ func (l *loop) clientProgress(c *client) {
 		}
 	case cClosing:
 		if len(c.out) == 0 {
+			l.linger(c)
+		}
+	case cLinger:
+		l.discard(c)
+	}
+}
+
+// linger closes a connection after its last answer as nginx's lingering
+// close does: half-close, then read and drop what the client still sends
+// (pipelined requests it will not get answers to) for a moment, so that
+// closing with unread data does not send a reset that could destroy the
+// answer before the client has read it.
+func (l *loop) linger(c *client) {
+	if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+		l.closeClient(c)
+		return
+	}
+	c.state, c.since = cLinger, l.now
+	c.r, c.w = 0, 0
+	l.discard(c)
+}
+
+func (l *loop) discard(c *client) {
+	for c.readable {
+		n, err := unix.Read(c.fd, c.in)
+		switch {
+		case n > 0:
+		case err == unix.EAGAIN:
+			c.readable = false
+		case err == unix.EINTR:
+		default: // EOF or an error: the client has closed
 			l.closeClient(c)
+			return
 		}
 	}
 }
@@ -1232,7 +1268,7 @@ func (l *loop) next(c *client) {
 	if c.req.bodyLeft > 0 || c.closeAfter || l.fp.draining.Load() {
 		c.state, c.since = cClosing, l.now
 		if len(c.out) == 0 {
-			l.closeClient(c)
+			l.linger(c)
 		}
 		return
 	}
