@@ -80,9 +80,17 @@ var (
 // startPierd runs `pierd args...` and waits until it serves.
 func startPierd(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
+	return startPierdAttr(t, nil, env, args...)
+}
+
+// startPierdAttr is startPierd with the process attributes attr (nil:
+// none), such as a process group of its own.
+func startPierdAttr(t *testing.T, attr *syscall.SysProcAttr, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{out: &testenv.Buffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(filepath.Join(binDir, "pierd"), args...)
 	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.SysProcAttr = attr
 	pr, pw := io.Pipe()
 	d.cmd.Stdout = io.MultiWriter(d.out, pw)
 	d.cmd.Stderr = d.out

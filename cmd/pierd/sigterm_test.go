@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pierpaas/pier/internal/testenv"
 )
 
 // TestSIGTERMUnderLoad is acceptance point 6 of the router issue: SIGTERM
@@ -346,70 +343,5 @@ func do(client *http.Client, addr, host, path string) *result {
 // own, so that the test can signal the group as a terminal does.
 func startStackInGroup(t *testing.T, env ...string) *stack {
 	t.Helper()
-	s := &stack{t: t, data: filepath.Join(t.TempDir(), "data")}
-	s.env = append([]string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}, env...)
-	s.d = startPierdInGroup(t, s.env, "all")
-	m := sshListening.FindStringSubmatch(s.d.out.String())
-	if m == nil {
-		t.Fatalf("no builder address:\n%s", s.d.out)
-	}
-	s.sshPort = m[1][strings.LastIndex(m[1], ":")+1:]
-	s.c = newCLI(t)
-	s.c.must("push test password\n", "register", s.d.url, "--username", "dev", "--bootstrap-token-file", filepath.Join(s.data, "bootstrap-token"), "--password-stdin")
-	s.key = filepath.Join(t.TempDir(), "id_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", s.key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v\n%s", err, out)
-	}
-	s.c.must("", "keys:add", s.key+".pub")
-	return s
-}
-
-// startPierdInGroup is startPierd with pierd leading its own process group.
-func startPierdInGroup(t *testing.T, env []string, args ...string) *daemon {
-	t.Helper()
-	d := &daemon{out: &testenv.Buffer{}, done: make(chan error, 1)}
-	d.cmd = exec.Command(filepath.Join(binDir, "pierd"), args...)
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	d.cmd.Stdout = io.MultiWriter(d.out, pw)
-	d.cmd.Stderr = d.out
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			d.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.done:
-			case <-time.After(30 * time.Second):
-				d.cmd.Process.Kill()
-			}
-		}
-		if t.Failed() {
-			t.Logf("pierd %v output:\n%s", args, d.out)
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		close(found)
-	}()
-	select {
-	case addr, ok := <-found:
-		if !ok {
-			t.Fatalf("pierd exited before listening:\n%s", d.out)
-		}
-		d.url = "http://" + addr
-		go io.Copy(io.Discard, pr)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("pierd did not start:\n%s", d.out)
-	}
-	return d
+	return newStack(t, &syscall.SysProcAttr{Setpgid: true}, env...)
 }

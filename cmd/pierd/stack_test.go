@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,12 +23,19 @@ type stack struct {
 	c       *cli
 	key     string // private key file
 	sshPort string
+	attr    *syscall.SysProcAttr // pierd's process attributes; nil: none
 }
 
 // startStack starts pierd all on a fresh data dir and signs a user in.
 func startStack(t *testing.T, env ...string) *stack {
 	t.Helper()
-	s := &stack{t: t, data: filepath.Join(t.TempDir(), "data")}
+	return newStack(t, nil, env...)
+}
+
+// newStack is startStack with pierd's process attributes (nil: none).
+func newStack(t *testing.T, attr *syscall.SysProcAttr, env ...string) *stack {
+	t.Helper()
+	s := &stack{t: t, data: filepath.Join(t.TempDir(), "data"), attr: attr}
 	s.env = append([]string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}, env...)
 	s.start()
 	s.c = newCLI(t)
@@ -44,7 +52,7 @@ func startStack(t *testing.T, env ...string) *stack {
 // CLI logs in again at the new URL.
 func (s *stack) start() {
 	s.t.Helper()
-	s.d = startPierd(s.t, s.env, "all")
+	s.d = startPierdAttr(s.t, s.attr, s.env, "all")
 	m := sshListening.FindStringSubmatch(s.d.out.String())
 	if m == nil {
 		s.t.Fatalf("no builder address:\n%s", s.d.out)
