@@ -185,6 +185,7 @@ func (s *Server) router() http.Handler {
 	for _, rt := range s.routes {
 		r.Method(rt.method, rt.pattern, s.endpoint(rt))
 	}
+	s.mountDashboard(r) // the web dashboard: /, /login, /apps/... (dashboard.go)
 	return r
 }
 

@@ -1,0 +1,3 @@
+module weblog
+
+go 1.22
