@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks builder-image run kube kube-up test test-short vet bench bench-push bench-kube bench-pack bench-router bench-propagation clean
+.PHONY: help build lifecycle buildpacks builder-image run kube kube-up manifests test test-short vet bench bench-push bench-kube bench-pack bench-router bench-propagation clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,12 @@ kube: ## build the tests' Kubernetes control plane into ~/.cache/pier (cold: 10â
 kube-up: ## run that control plane with fake (kwok) nodes on loopback, for kubectl and `pierd --scheduler=kubernetes`
 	$(GOBUILD) -o $(BIN)/pier-kube ./internal/testenv/cmd/pier-kube
 	$(BIN)/pier-kube up # builds the binaries first if need be
+
+# The plain manifests for people without Helm: the chart rendered with its
+# default values by Helm (built from the Go module proxy, cached in
+# ~/.cache/pier/helm-<version>). TestManifestsUpToDate fails when they drift.
+manifests: ## render deploy/helm/pier into deploy/manifests/pier.yaml
+	PIER_UPDATE_MANIFESTS=1 $(GO) test -count=1 -run '^TestManifestsUpToDate$$' ./deploy/helm/
 
 vet: ## go vet every package
 	$(GO) vet ./...

@@ -43,6 +43,8 @@ var reservedAppNames = map[string]bool{
 	"dashboard": true, "git": true, "builder": true, "router": true,
 	"controller": true, "registry": true, "status": true, "login": true,
 	"auth": true, "static": true, "assets": true, "mail": true,
+	// pier-builds is the namespace of in-cluster build Pods.
+	"builds": true,
 }
 
 // ValidateAppName says what is wrong with name, if anything.

@@ -50,10 +50,13 @@ const StrategyImage = "image"
 // "dockerfile" with the daemon from the app's own Dockerfile. Their Image
 // is name@sha256:digest in the platform's registry. "host" runs the CNB
 // lifecycle on this machine, and its Image is a build directory.
+// "kubernetes" runs the CNB lifecycle's creator in a build Pod of the
+// cluster, which pushes name@sha256:digest to the registry as pack does.
 const (
 	StrategyHost       = "host"
 	StrategyPack       = "pack"
 	StrategyDockerfile = "dockerfile"
+	StrategyKubernetes = "kubernetes"
 )
 
 // CNB says whether the build's image was made by Cloud Native Buildpacks:
@@ -72,7 +75,7 @@ func (b *Build) RunsImage() bool { return StrategyRunsImage(b.Strategy) }
 // StrategyRunsImage says whether builds of strategy make container images.
 func StrategyRunsImage(strategy string) bool {
 	switch strategy {
-	case StrategyImage, StrategyPack, StrategyDockerfile:
+	case StrategyImage, StrategyPack, StrategyDockerfile, StrategyKubernetes:
 		return true
 	}
 	return false

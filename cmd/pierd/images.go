@@ -42,8 +42,12 @@ func (o *options) check() error {
 		if o.scheduler == "local" {
 			return errors.New("--build-strategy pack makes images, which the local scheduler cannot run: add --scheduler docker (or kubernetes)")
 		}
+	case pier.StrategyKubernetes:
+		if err := o.kubeBuild.check(o); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("--build-strategy %q is not known: use host or pack", o.buildStrategy)
+		return fmt.Errorf("--build-strategy %q is not known: use host, pack or kubernetes", o.buildStrategy)
 	}
 	if o.builder != "" {
 		if err := pier.ValidateImage(o.builder); err != nil {

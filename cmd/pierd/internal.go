@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pierpaas/pier/builder/kube"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
 )
@@ -25,8 +26,9 @@ const defaultInternalAddr = "127.0.0.1:9091"
 // own, never behind the public router. routes is where the apps' ready
 // processes are known (the scheduler), nil if nowhere here. stop closes
 // it, cutting the feeds (routers reconnect), and waits for its watches of
-// the database to end.
-func serveInternal(ctx context.Context, o options, db *postgres.DB, routes controller.RouteSource, log *slog.Logger, out io.Writer) (stop func(), err error) {
+// the database to end. builds, when not nil, serves build Pods their
+// source (kube.SourcePathPrefix, each build with its own token).
+func serveInternal(ctx context.Context, o options, db *postgres.DB, routes controller.RouteSource, builds http.Handler, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	addr := o.internalAddr
 	if addr == "off" {
 		return func() {}, nil
@@ -52,8 +54,15 @@ func serveInternal(ctx context.Context, o options, db *postgres.DB, routes contr
 		defer close(fed)
 		feed.Run(fctx)
 	}()
+	handler := controller.InternalHandler(feed, log)
+	if builds != nil {
+		mux := http.NewServeMux()
+		mux.Handle(kube.SourcePathPrefix, builds)
+		mux.Handle("/", handler)
+		handler = mux
+	}
 	srv := &http.Server{
-		Handler:           controller.InternalHandler(feed, log),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

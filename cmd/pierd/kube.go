@@ -39,7 +39,14 @@ func startKube(o options, log *slog.Logger) (*kubernetes.Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := kubernetes.New(kubernetes.Config{RESTConfig: cfg, Logger: log, RolloutTimeout: o.rolloutTimeout})
+	routerPods, err := kubernetes.ParseSelector(o.routerSelector)
+	if err != nil {
+		return nil, fmt.Errorf("--router-selector: %w", err)
+	}
+	s, err := kubernetes.New(kubernetes.Config{
+		RESTConfig: cfg, Logger: log, RolloutTimeout: o.rolloutTimeout,
+		RouterNamespace: o.routerNamespace, RouterPodLabels: routerPods, DisableNetworkPolicy: !o.networkPolicy,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes scheduler: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pierpaas/pier/builder/kube"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
 	"github.com/pierpaas/pier/postgres/embedded"
@@ -70,6 +71,9 @@ type options struct {
 	scheduler                   string // local, docker or kubernetes
 	kubeconfig                  string
 	rolloutTimeout              time.Duration
+	routerNamespace             string // kubernetes: the NetworkPolicy's router peer (kube.go)
+	routerSelector              string
+	networkPolicy               bool
 
 	buildStrategy        string // host or pack ("": host with the local scheduler, else pack)
 	registry             string // host[:port] of the image registry (pack)
@@ -80,6 +84,7 @@ type options struct {
 	trustedBuilders      string // comma-separated
 	lifecycleImage       string
 	buildDockerHost      string
+	kubeBuild            kubeBuildOptions // --build-strategy kubernetes (kubebuild.go)
 
 	trustedProxies string // comma-separated networks, checked by Main
 	metricsAddr    string // "": no metrics listener
@@ -105,6 +110,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd == "router" {
 		// Flags of its own: no database, no data dir (router.go).
 		return routerMain(ctx, args[1:], stdout, stderr)
+	}
+	if cmd == "fetch-source" {
+		// The init container of in-cluster build Pods (builder/kube).
+		return kube.FetchMain(ctx, args[1:], stdout, stderr)
 	}
 	var o options
 	fs := newFlags(&o, stderr)
@@ -174,7 +183,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
 	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
 	fs.StringVar(&o.scheduler, "scheduler", env("PIER_SCHEDULER", "local"), "where apps run: local (processes on this machine; pierd all only), docker (containers on this Docker host) or kubernetes (env PIER_SCHEDULER)")
-	fs.StringVar(&o.buildStrategy, "build-strategy", env("PIER_BUILD_STRATEGY", ""), "how git pushes are built: host (the CNB lifecycle on this machine; local scheduler only) or pack (images with a Docker daemon, pushed to --registry); default: host with the local scheduler, else pack (env PIER_BUILD_STRATEGY)")
+	fs.StringVar(&o.buildStrategy, "build-strategy", env("PIER_BUILD_STRATEGY", ""), "how git pushes are built: host (the CNB lifecycle on this machine; local scheduler only), pack (images with a Docker daemon, pushed to --registry) or kubernetes (the CNB lifecycle in build Pods of the cluster, pushing to --registry; --scheduler kubernetes only); default: host with the local scheduler, else pack (env PIER_BUILD_STRATEGY)")
 	fs.StringVar(&o.registry, "registry", env("PIER_REGISTRY", ""), "pack: the registry built images are pushed to, host[:port], such as 127.0.0.1:5000 (env PIER_REGISTRY)")
 	fs.StringVar(&o.registryPrefix, "registry-prefix", env("PIER_REGISTRY_PREFIX", "pier"), "pack: the path of the apps' repositories in the registry: <registry>/<prefix>/<app> (env PIER_REGISTRY_PREFIX)")
 	fs.StringVar(&o.registryUsername, "registry-username", env("PIER_REGISTRY_USERNAME", ""), "the registry's user (env PIER_REGISTRY_USERNAME); the password comes from PIER_REGISTRY_PASSWORD or --registry-password-file, never from argv")
@@ -183,7 +192,11 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
 	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
+	o.kubeBuild.flags(fs, env)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
+	fs.StringVar(&o.routerNamespace, "router-namespace", env("PIER_ROUTER_NAMESPACE", "pier"), "with --scheduler=kubernetes: the namespace of the router's pods, the only pods each app namespace's NetworkPolicy admits traffic from (env PIER_ROUTER_NAMESPACE)")
+	fs.StringVar(&o.routerSelector, "router-selector", env("PIER_ROUTER_SELECTOR", "app.kubernetes.io/name=pier,app.kubernetes.io/component=router"), "with --scheduler=kubernetes: labels of the router's pods, key=value pairs separated by commas (env PIER_ROUTER_SELECTOR)")
+	fs.BoolVar(&o.networkPolicy, "network-policy", env("PIER_NETWORK_POLICY", "true") != "false", "with --scheduler=kubernetes: write a default-deny-ingress NetworkPolicy in every app namespace, admitting only the router; --network-policy=false writes none (env PIER_NETWORK_POLICY)")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
@@ -327,7 +340,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 			routes = p.routes
 		}
 	}
-	stopInternal, err := serveInternal(ctx, o, db, routes, log, out)
+	stopInternal, err := serveInternal(ctx, o, db, routes, buildSourcesOf(p), log, out)
 	if err != nil {
 		ln.Close()
 		return err

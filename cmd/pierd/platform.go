@@ -53,6 +53,8 @@ type platform struct {
 	stopWatch func() // stops following the domains table, and waits
 
 	httpsLn net.Listener // the router's TLS listener (--https-addr), nil when off
+
+	buildSources http.Handler // the kubernetes strategy's source server, served on the internal listener
 }
 
 // gitURL is where to push an app. git over SSH dials plain localhost: ssh
@@ -146,6 +148,11 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 	}
 	if o.buildStrategy == pier.StrategyPack {
 		if err := p.startPack(o, log); err != nil {
+			return nil, err
+		}
+	}
+	if o.buildStrategy == pier.StrategyKubernetes {
+		if err := p.startKubeBuild(ctx, o, log); err != nil { // kubebuild.go
 			return nil, err
 		}
 	}

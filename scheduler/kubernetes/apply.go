@@ -54,6 +54,9 @@ func (s *Scheduler) Apply(ctx context.Context, d pier.Deployment) error {
 	if err != nil {
 		return err
 	}
+	if err := s.ensureNetworkPolicy(ctx, d.App); err != nil { // netpol.go
+		return err
+	}
 	b := d.Release.Build
 	if b == nil {
 		return s.scaleToZero(ctx, d.App)

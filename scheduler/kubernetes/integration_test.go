@@ -71,6 +71,8 @@ func (c *requestCounter) counts() (reads []string, watches, writes int) {
 type kubeEnv struct {
 	k     *testenv.Kube
 	admin kubernetes.Interface // the test's own client, not counted
+	// impersonate, when set, is who the schedulers act as (chart_rbac_test.go).
+	impersonate *rest.ImpersonationConfig
 }
 
 func newKubeEnv(t *testing.T) *kubeEnv {
@@ -82,13 +84,16 @@ func newKubeEnv(t *testing.T) *kubeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &kubeEnv{k: k, admin: admin}
+	return &kubeEnv{k: k, admin: admin, impersonate: impersonateScheduler}
 }
 
 // scheduler returns a new Scheduler on the cluster, counting its requests.
 func (e *kubeEnv) scheduler(t *testing.T, cfg Config) (*Scheduler, *requestCounter) {
 	t.Helper()
 	rc := rest.CopyConfig(e.k.Config)
+	if e.impersonate != nil {
+		rc.Impersonate = *e.impersonate
+	}
 	counter := &requestCounter{}
 	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		counter.rt = rt

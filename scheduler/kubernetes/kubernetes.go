@@ -34,6 +34,7 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -112,6 +113,14 @@ type Config struct {
 	PodAnnotations map[string]string
 	// SyncTimeout bounds New's wait for the informer caches (1m).
 	SyncTimeout time.Duration
+
+	// Tenancy (netpol.go): each app namespace gets a NetworkPolicy that
+	// admits ingress only from the router's pods: those with
+	// RouterPodLabels (DefaultRouterPodLabels) in RouterNamespace
+	// (DefaultRouterNamespace). DisableNetworkPolicy writes none.
+	RouterNamespace      string
+	RouterPodLabels      map[string]string
+	DisableNetworkPolicy bool
 }
 
 // Scheduler runs apps on a Kubernetes cluster. It implements
@@ -129,6 +138,7 @@ type Scheduler struct {
 	services   corelisters.ServiceLister
 	secrets    corelisters.SecretLister
 	slices     discoverylisters.EndpointSliceLister
+	netpols    networkinglisters.NetworkPolicyLister
 	routes     router.Feed // the router's subscribers (routes.go)
 	stop       chan struct{}
 	closeOnce  sync.Once
@@ -162,6 +172,12 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
+	}
+	if cfg.RouterNamespace == "" {
+		cfg.RouterNamespace = DefaultRouterNamespace
+	}
+	if len(cfg.RouterPodLabels) == 0 {
+		cfg.RouterPodLabels = DefaultRouterPodLabels()
 	}
 	for k := range cfg.PodAnnotations {
 		if strings.HasPrefix(k, "pier.dev/") {
@@ -224,7 +240,8 @@ func New(cfg Config) (*Scheduler, error) {
 	// EndpointSlices mirror their Service's labels (the managed-by one
 	// included): the web Service's are the router's table (routes.go).
 	esI := s.factory.Discovery().V1().EndpointSlices()
-	for _, i := range []informer{nsI, depI, rsI, podI, svcI, secI, esI} {
+	npI := s.factory.Networking().V1().NetworkPolicies() // netpol.go
+	for _, i := range []informer{nsI, depI, rsI, podI, svcI, secI, esI, npI} {
 		if _, err := i.Informer().AddEventHandler(handler); err != nil {
 			return nil, fmt.Errorf("kubernetes scheduler: %w", err)
 		}
@@ -239,7 +256,7 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s.namespaces, s.deploys, s.replicas = nsI.Lister(), depI.Lister(), rsI.Lister()
 	s.pods, s.services, s.secrets = podI.Lister(), svcI.Lister(), secI.Lister()
-	s.slices = esI.Lister()
+	s.slices, s.netpols = esI.Lister(), npI.Lister()
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.routes.Notify() },
 		UpdateFunc: func(_, _ any) { s.routes.Notify() },

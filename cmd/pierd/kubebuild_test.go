@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestKubeBuildFlags: --build-strategy kubernetes goes with the kubernetes
+// scheduler and a source URL that build Pods reach, and runs builds as no root.
+func TestKubeBuildFlags(t *testing.T) {
+	parse := func(args ...string) (options, error) {
+		var o options
+		var out bytes.Buffer
+		if err := newFlags(&o, &out).Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return o, o.check()
+	}
+	ok := []string{"--scheduler", "kubernetes", "--build-strategy", "kubernetes", "--build-source-url", "http://pier-internal.pier.svc:9091"}
+	o, err := parse(ok...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.kubeBuild.namespace != "pier-builds" || o.kubeBuild.uid != 1000 || o.kubeBuild.gid != 1000 || o.kubeBuild.timeout.Minutes() != 15 {
+		t.Fatalf("defaults: %+v", o.kubeBuild)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scheduler", "docker", "--build-strategy", "kubernetes", "--build-source-url", "http://x:9091"}, "--scheduler kubernetes"},
+		{[]string{"--scheduler", "kubernetes", "--build-strategy", "kubernetes"}, "--build-source-url"},
+		{append(ok, "--build-uid", "0"), "never run as root"},
+		{append(ok, "--internal-addr", "off"), "--internal-addr"},
+		{append(ok[:4:4], "--build-source-url", "pier-internal:9091"), "http or https URL"},
+	} {
+		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+{{/* The names of the release's objects: <release>-pier, or <release> when it says pier already. */}}
+{{- define "pier.fullname" -}}
+{{- if contains "pier" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-pier" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pier.labels" -}}
+app.kubernetes.io/name: pier
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Selector labels of one component: include with (list . "router"). */}}
+{{- define "pier.selector" -}}
+app.kubernetes.io/name: pier
+app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "pier.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "pier.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "pier.fullname" .) -}}
+{{- end -}}
+
+{{- define "pier.databaseSecret" -}}
+{{- if .Values.postgresql.enabled -}}
+{{ include "pier.fullname" . }}-postgresql
+{{- else -}}
+{{ .Values.database.existingSecret | default (printf "%s-database" (include "pier.fullname" .)) }}
+{{- end -}}
+{{- end -}}
+
+{{- define "pier.routerTokenSecret" -}}
+{{ .Values.router.tokenSecret | default (printf "%s-router-token" (include "pier.fullname" .)) }}
+{{- end -}}
+
+{{- define "pier.publicURL" -}}
+{{ .Values.publicURL | default (printf "http://%s" .Values.domain) }}
+{{- end -}}
+
+{{/* The hardened container securityContext of pierd (the image's user is 10001). */}}
+{{- define "pier.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- define "pier.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
