@@ -89,6 +89,7 @@ type options struct {
 	trustedProxies string // comma-separated networks, checked by Main
 	metricsAddr    string // "": no metrics listener
 	accessLog      bool
+	router         bool // pierd all: serve the public router in-process
 
 	internalAddr string // the internal listener for components (internal.go); "": the default, if free
 
@@ -143,6 +144,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if _, err := router.ParsePrefixes(o.trustedProxies); err != nil {
 		fmt.Fprintf(stderr, "pierd: --trusted-proxies: %v; give networks and addresses separated by commas\n", err)
+		return 2
+	}
+	if (cmd != "all" || !o.router) && (o.httpsAddr != "" || o.tls.certFile != "" || o.metricsAddr != "") {
+		fmt.Fprintln(stderr, "pierd: --https-addr, --tls-cert and --metrics-addr are the router's, for pierd all with its router: drop them, or give them to pierd router")
 		return 2
 	}
 	log := newLogger(stderr, o.logLevel)
@@ -201,6 +206,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", env("PIER_METRICS_ADDR", ""), "pierd all: serve Prometheus metrics (the router's requests and latency per app and status, Go runtime) at http://ADDR/metrics, such as 127.0.0.1:9180; empty: off (env PIER_METRICS_ADDR)")
+	fs.BoolVar(&o.router, "router", env("PIER_ROUTER", "true") != "false", "pierd all: serve the apps through the in-process router on --http-addr; --router=false serves only the API there (as pierd controller) and leaves the apps to routers running alone (pierd router, fed by --internal-addr), while pierd all still runs the scheduler and the git push builder (env PIER_ROUTER)")
 	fs.BoolVar(&o.accessLog, "access-log", env("PIER_ACCESS_LOG", "true") != "false", "pierd all: log one line per app request (method, host, path without its query, status, time, request id); --access-log=false turns it off (env PIER_ACCESS_LOG)")
 	fs.StringVar(&o.internalAddr, "internal-addr", env("PIER_INTERNAL_ADDR", ""), "pierd all and controller: address of the internal listener, where routers running alone (pierd router) follow the routing state with a router service token; never exposed by the public router; default "+defaultInternalAddr+" (if another process has it, pierd warns and runs without); off: none (env PIER_INTERNAL_ADDR)")
 	fs.StringVar(&o.acme.directory, "acme-directory", env("PIER_ACME_DIRECTORY", ""), "pierd all and controller: the ACME directory URL of the CA that issues apps' automatic certificates (pier certs:auto:enable), validated over HTTP-01 through the router on port 80; empty: automatic certificates are off (env PIER_ACME_DIRECTORY)")
@@ -280,10 +286,6 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		public = "http://pier.localhost:" + port
 	}
-	if !all && (o.httpsAddr != "" || o.tls.certFile != "") {
-		ln.Close()
-		return errors.New("--https-addr and --tls-cert are for pierd all, where the router runs: drop them, or run pierd all")
-	}
 	if err := o.tls.check(o.httpsAddr); err != nil {
 		ln.Close()
 		return err
@@ -348,7 +350,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	defer stopInternal()
 	var rt *router.Router
 	if all {
-		rt = p.router
+		rt = p.router // nil with --router=false
 	}
 	stopIssuer, err := startIssuer(ctx, o.acme, db, hostOf(public), rt, log, out) // acme.go
 	if err != nil {
@@ -369,7 +371,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if all {
+	if all && o.router {
 		// The router's public listeners (edge.go), with the API behind it,
 		// which keeps its timeouts per request (serveAll). The apps'
 		// processes are stopped only after they drain (the deferred p.stop).

@@ -252,78 +252,17 @@ func (p *platform) close(ctx context.Context) {
 	p.closers = nil
 }
 
-// serveAll starts the router (with the API behind it) and the SSH builder,
-// converges every app, and returns the HTTP handler for the public port.
+// serveAll starts the router (with the API behind it; unless --router=false)
+// and the SSH builder, converges every app, and returns the HTTP handler
+// for the public port.
 func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api *controller.Server, log *slog.Logger, out io.Writer) (http.Handler, error) {
-	u, _ := url.Parse(api.PublicURL())
-	trusted, err := router.ParsePrefixes(o.trustedProxies) // checked by Main
-	if err != nil {
-		return nil, fmt.Errorf("--trusted-proxies: %w", err)
-	}
 	apiH := apiDeadlines(api)
-	rcfg := router.Config{
-		Domain:         u.Hostname(),
-		API:            apiH,
-		TrustedProxies: trusted,
-		Known: func(app string) bool {
-			_, _, err := db.AppAccess(context.Background(), app, "")
-			return err == nil
-		},
-		Logger: log,
-	}
-	if o.accessLog {
-		rcfg.AccessLog = log.With("component", "router")
-	}
-	if o.metricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		rcfg.Metrics = reg
-		if err := p.serveMetrics(ctx, o.metricsAddr, reg, log, out); err != nil {
+	if o.router {
+		if err := p.startRouter(ctx, o, db, api, apiH, log, out); err != nil {
 			return nil, err
 		}
 	}
-	if o.httpsAddr != "" {
-		// Listen first: redirects to https name the port.
-		ln, err := net.Listen("tcp", o.httpsAddr)
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s for HTTPS: %w (change it with --https-addr)", o.httpsAddr, err)
-		}
-		p.httpsLn = ln
-		p.closers = append(p.closers, func(context.Context) { ln.Close() })
-		rcfg.HTTPSPort = ln.Addr().(*net.TCPAddr).Port
-	}
-	p.router = router.New(rcfg)
-	if err := o.tls.follow(ctx, p.router, log); err != nil {
-		return nil, err
-	}
-	if p.routes != nil {
-		p.unfollow = p.router.Follow(p.routes)
-	}
-	// Custom domains come from Postgres, whichever controller added them.
-	wctx, cancel := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		db.WatchDomains(wctx, log, p.router.SetDomains)
-	}()
-	// So do certificates and HTTPS settings (tls.go of the router).
-	certsWatched := make(chan struct{})
-	go func() {
-		defer close(certsWatched)
-		db.WatchCerts(wctx, log, func(st pier.TLSState) { setTLS(p.router, st) })
-	}()
-	p.stopWatch = func() { cancel(); <-watched; <-certsWatched }
-	// And the apps' router settings: maintenance, allowlist, limits.
-	settingsWatched := make(chan struct{})
-	go func() {
-		defer close(settingsWatched)
-		db.WatchRouterSettings(wctx, log, p.router.SetSettings)
-	}()
-	// And the ACME challenges under way, for automatic certificates (acme.go).
-	challengesWatched := watchChallenges(wctx, db, p.router, log)
-	stopOthers := p.stopWatch
-	p.stopWatch = func() { stopOthers(); <-settingsWatched; <-challengesWatched }
-
+	var err error
 	p.ssh, err = builder.New(builder.Config{
 		Addr:     o.sshAddr,
 		DataDir:  o.dataDir,
@@ -362,6 +301,11 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 	// report it: Kubernetes).
 	go p.rec.Watch(ctx)
 
+	if !o.router {
+		// The router runs elsewhere (pierd router, fed by the internal
+		// listener): the public port is the API's, as pierd controller's.
+		return api, nil
+	}
 	// The API answers on its own host name through the router, and on
 	// loopback addresses (http://127.0.0.1:8080), which no app can have.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -375,6 +319,81 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		}
 		p.router.ServeHTTP(w, r)
 	}), nil
+}
+
+// startRouter makes pierd all's in-process router, with the API behind it
+// (apiH), fed by the scheduler's routes and Postgres' domains,
+// certificates, settings and ACME challenges.
+func (p *platform) startRouter(ctx context.Context, o options, db *postgres.DB, api *controller.Server, apiH http.Handler, log *slog.Logger, out io.Writer) error {
+	u, _ := url.Parse(api.PublicURL())
+	trusted, err := router.ParsePrefixes(o.trustedProxies) // checked by Main
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	rcfg := router.Config{
+		Domain:         u.Hostname(),
+		API:            apiH,
+		TrustedProxies: trusted,
+		Known: func(app string) bool {
+			_, _, err := db.AppAccess(context.Background(), app, "")
+			return err == nil
+		},
+		Logger: log,
+	}
+	if o.accessLog {
+		rcfg.AccessLog = log.With("component", "router")
+	}
+	if o.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		rcfg.Metrics = reg
+		if err := p.serveMetrics(ctx, o.metricsAddr, reg, log, out); err != nil {
+			return err
+		}
+	}
+	if o.httpsAddr != "" {
+		// Listen first: redirects to https name the port.
+		ln, err := net.Listen("tcp", o.httpsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s for HTTPS: %w (change it with --https-addr)", o.httpsAddr, err)
+		}
+		p.httpsLn = ln
+		p.closers = append(p.closers, func(context.Context) { ln.Close() })
+		rcfg.HTTPSPort = ln.Addr().(*net.TCPAddr).Port
+	}
+	p.router = router.New(rcfg)
+	if err := o.tls.follow(ctx, p.router, log); err != nil {
+		return err
+	}
+	if p.routes != nil {
+		p.unfollow = p.router.Follow(p.routes)
+	}
+	// Custom domains come from Postgres, whichever controller added them.
+	wctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		db.WatchDomains(wctx, log, p.router.SetDomains)
+	}()
+	// So do certificates and HTTPS settings (tls.go of the router).
+	certsWatched := make(chan struct{})
+	go func() {
+		defer close(certsWatched)
+		db.WatchCerts(wctx, log, func(st pier.TLSState) { setTLS(p.router, st) })
+	}()
+	p.stopWatch = func() { cancel(); <-watched; <-certsWatched }
+	// And the apps' router settings: maintenance, allowlist, limits.
+	settingsWatched := make(chan struct{})
+	go func() {
+		defer close(settingsWatched)
+		db.WatchRouterSettings(wctx, log, p.router.SetSettings)
+	}()
+	// And the ACME challenges under way, for automatic certificates (acme.go).
+	challengesWatched := watchChallenges(wctx, db, p.router, log)
+	stopOthers := p.stopWatch
+	p.stopWatch = func() { stopOthers(); <-settingsWatched; <-challengesWatched }
+
+	return nil
 }
 
 // serveMetrics serves reg at http://addr/metrics until ctx ends.

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // TestSIGTERMUnderLoad is acceptance point 6 of the router issue: SIGTERM

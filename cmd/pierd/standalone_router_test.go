@@ -250,3 +250,35 @@ func TestStandaloneRouter(t *testing.T) {
 		}
 	}
 }
+
+// TestAllWithoutRouter: `pierd all --router=false` runs the scheduler and
+// the git push builder but leaves the apps to routers running alone: its
+// public port is the API's only, and a `pierd router` fed by its internal
+// listener serves the pushed app. (The chart's controller runs this way.)
+func TestAllWithoutRouter(t *testing.T) {
+	skipShort(t)
+	internal := "127.0.0.1:" + freePort(t)
+	s := startStack(t, "PIER_ROUTER=false", "PIER_INTERNAL_ADDR="+internal)
+	r := s.newRepo("../../builder/host/testdata/procfile-shell", "alone")
+	r.mustPush()
+	// The public port does not route apps any more.
+	req, _ := http.NewRequest("GET", s.d.url+"/hello.txt", nil)
+	req.Host = "alone.pier.localhost"
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode == 200 {
+		t.Fatalf("pierd all --router=false served an app: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	var tok pier.NewServiceToken
+	jsonOut(t, s.c.must("", "service-tokens:create", "--scope", "router", "--json"), &tok)
+	tokenFile := filepath.Join(t.TempDir(), "router.token")
+	os.WriteFile(tokenFile, []byte(tok.Token), 0o600)
+	rt := startRouter(t, "--controller-internal", "http://"+internal, "--token-file", tokenFile,
+		"--controller-url", s.d.url, "--domain", "pier.localhost", "--listen", "127.0.0.1:0")
+	rt.serves(t, "alone.pier.localhost", "/hello.txt", "hello from the shell")
+	// --router=false with the router's own flags is refused with a reason.
+	out, err := exec.Command(filepath.Join(binDir, "pierd"), "all", "--router=false", "--https-addr", "127.0.0.1:0", "--data-dir", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "give them to pierd router") {
+		t.Fatalf("pierd all --router=false --https-addr: %v\n%s", err, out)
+	}
+}
