@@ -30,6 +30,16 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// impersonateBuilder and chartBuildNamespace, when set, make
+// newKubeBuildEnv's strategy act as that user in that namespace (made
+// beforehand, and left in place): TestKubeBuildChartRBAC runs the
+// integration tests as the Helm chart's controller ServiceAccount in the
+// chart's build namespace.
+var (
+	impersonateBuilder  *rest.ImpersonationConfig
+	chartBuildNamespace string
+)
+
 type kubeBuildEnv struct {
 	k      *testenv.Kube
 	admin  kubernetes.Interface
@@ -51,8 +61,16 @@ func newKubeBuildEnv(t *testing.T) *kubeBuildEnv {
 	b := make([]byte, 3)
 	rand.Read(b)
 	e := &kubeBuildEnv{k: k, admin: admin, reg: testRegistry(t), ns: "pier-test-builds-" + hex.EncodeToString(b), sample: "canary-" + hex.EncodeToString(b)}
-	t.Cleanup(func() { admin.CoreV1().Namespaces().Delete(context.Background(), e.ns, metav1.DeleteOptions{}) })
-	client, err := kubernetes.NewForConfig(rest.CopyConfig(rc))
+	src := rest.CopyConfig(rc)
+	if chartBuildNamespace != "" {
+		e.ns = chartBuildNamespace
+	} else {
+		t.Cleanup(func() { admin.CoreV1().Namespaces().Delete(context.Background(), e.ns, metav1.DeleteOptions{}) })
+	}
+	if impersonateBuilder != nil {
+		src.Impersonate = *impersonateBuilder
+	}
+	client, err := kubernetes.NewForConfig(src)
 	if err != nil {
 		t.Fatal(err)
 	}

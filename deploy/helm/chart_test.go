@@ -9,16 +9,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/pierpaas/pier/internal/testenv"
 )
@@ -46,12 +50,36 @@ func renderManifests(t *testing.T, helm string) string {
 	return manifestsHeader + testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier", "--skip-tests")
 }
 
+// builderValues turn the builder on, with the registry it needs.
+var builderValues = []string{"--set", "builder.enabled=true", "--set", "registry.host=registry.example"}
+
 func TestChartLint(t *testing.T) {
 	helm := testenv.Helm(t)
 	start := time.Now()
 	out := testenv.RunHelm(t, helm, "lint", "--strict", chartDir)
 	t.Logf("helm lint (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
-	testenv.RunHelm(t, helm, "lint", "--strict", chartDir, "--set", "postgresql.enabled=true", "--set", "router.service.type=NodePort", "--set", "router.service.nodePort=30080")
+	for _, set := range [][]string{
+		{"--set", "postgresql.enabled=true", "--set", "router.service.type=NodePort", "--set", "router.service.nodePort=30080"},
+		{"--set", "router.endpoints=controller"},
+		append([]string{"--set", "router.endpoints=controller"}, builderValues...),
+		append([]string{"--set", "builder.service.type=NodePort", "--set", "builder.service.nodePort=30022", "--set", "builder.persistence.enabled=true", "--set", "registry.insecure=true"}, builderValues...),
+		append([]string{"--set", "builder.hostKey.existingSecret=my-host-key", "--set", "builder.persistence.enabled=true", "--set", "builder.persistence.existingClaim=my-claim"}, builderValues...),
+	} {
+		testenv.RunHelm(t, helm, append([]string{"lint", "--strict", chartDir}, set...)...)
+	}
+	// helm lint only notes a template's fail; a render stops at it.
+	for what, set := range map[string][]string{
+		"needs registry.host":      {"--set", "builder.enabled=true"},
+		"want kubernetes":          {"--set", "router.endpoints=both"},
+		"a namespace of their own": append([]string{"--set", "builder.namespace=pier"}, builderValues...),
+		"uid and builder.gid":      append([]string{"--set", "builder.uid=0"}, builderValues...),
+		"keep it at 1":             {"--set", "controller.replicas=2"},
+	} {
+		_, err := testenv.RunHelmErr(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier"}, set...)...)
+		if err == nil || !strings.Contains(err.Error(), what) {
+			t.Errorf("render with %v: %v, want a refusal saying %q", set, err, what)
+		}
+	}
 }
 
 // kinds counts the rendered objects by kind.
@@ -68,11 +96,21 @@ func kinds(t *testing.T, yamlText string) (map[string]int, []*unstructured.Unstr
 	return k, objs
 }
 
+// byKindName indexes rendered objects by "Kind/name".
+func byKindName(objs []*unstructured.Unstructured) map[string]*unstructured.Unstructured {
+	m := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		m[o.GetKind()+"/"+o.GetName()] = o
+	}
+	return m
+}
+
 func TestChartTemplate(t *testing.T) {
 	helm := testenv.Helm(t)
-	// Default values: an external database, no in-chart Postgres.
+	// Default values: an external database, no in-chart Postgres, no
+	// builder, routers watching EndpointSlices.
 	got, objs := kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier"))
-	want := map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Service": 2, "Deployment": 2, "PodDisruptionBudget": 1, "Pod": 1}
+	want := map[string]int{"ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 2, "Deployment": 2, "PodDisruptionBudget": 1, "Pod": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("default render: %v, want %v", got, want)
 	}
@@ -109,11 +147,15 @@ func TestChartTemplate(t *testing.T) {
 			if !strings.Contains(strings.Join(c.Args, " "), "--router-selector=app.kubernetes.io/name=pier,app.kubernetes.io/instance=pier,app.kubernetes.io/component=router") {
 				t.Errorf("controller args %v: the NetworkPolicy's router selector is not the router's labels", c.Args)
 			}
-		case "pier-router":
-			if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
-				t.Error("router pods get a service-account token")
+			if len(ps.InitContainers) != 0 || strings.Contains(strings.Join(c.Args, " "), "--build-strategy") {
+				t.Errorf("controller without the builder: init containers %d, args %v", len(ps.InitContainers), c.Args)
 			}
-			if c.Args[0] != "router" || !strings.Contains(strings.Join(c.Args, " "), "--controller-internal=http://pier-controller:9091") {
+		case "pier-router":
+			if ps.AutomountServiceAccountToken == nil || !*ps.AutomountServiceAccountToken || ps.ServiceAccountName != "pier-router" {
+				t.Errorf("router with endpoints=kubernetes: service account %q, automount %v", ps.ServiceAccountName, ps.AutomountServiceAccountToken)
+			}
+			args := strings.Join(c.Args, " ")
+			if c.Args[0] != "router" || !strings.Contains(args, "--controller-internal=http://pier-controller:9091") || !strings.Contains(args, "--endpoints=kubernetes") || strings.Contains(args, "--kubeconfig") {
 				t.Errorf("router args %v", c.Args)
 			}
 			for k, v := range map[string]string{"app.kubernetes.io/name": "pier", "app.kubernetes.io/instance": "pier", "app.kubernetes.io/component": "router"} {
@@ -125,11 +167,207 @@ func TestChartTemplate(t *testing.T) {
 			t.Errorf("unexpected Deployment %s", d.Name)
 		}
 	}
+	// The routers' RBAC: read services and endpointslices, nothing else,
+	// bound to their own ServiceAccount.
+	idx := byKindName(objs)
+	var cr rbacv1.ClusterRole
+	if o := idx["ClusterRole/pier-pier-router"]; o == nil {
+		t.Error("no router ClusterRole pier-pier-router")
+	} else {
+		fromUnstructured(t, o, &cr)
+		rules := fmt.Sprint(cr.Rules)
+		want := fmt.Sprint([]rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		})
+		if rules != want {
+			t.Errorf("router ClusterRole rules %s, want %s", rules, want)
+		}
+	}
+	var crb rbacv1.ClusterRoleBinding
+	if o := idx["ClusterRoleBinding/pier-pier-router"]; o == nil {
+		t.Error("no router ClusterRoleBinding")
+	} else {
+		fromUnstructured(t, o, &crb)
+		if crb.RoleRef.Name != "pier-pier-router" || len(crb.Subjects) != 1 || crb.Subjects[0].Name != "pier-router" || crb.Subjects[0].Namespace != "pier" {
+			t.Errorf("router binding: %+v %+v", crb.RoleRef, crb.Subjects)
+		}
+	}
+
+	// router.endpoints=controller: no Kubernetes credentials for routers.
+	got, objs = kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier", "--set", "router.endpoints=controller", "--skip-tests"))
+	if got["ServiceAccount"] != 1 || got["ClusterRole"] != 1 || got["ClusterRoleBinding"] != 1 {
+		t.Errorf("with router.endpoints=controller: %v", got)
+	}
+	var d appsv1.Deployment
+	fromUnstructured(t, byKindName(objs)["Deployment/pier-router"], &d)
+	if ps := d.Spec.Template.Spec; ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken || ps.ServiceAccountName != "" || !slices.Contains(ps.Containers[0].Args, "--endpoints=controller") {
+		t.Errorf("router with endpoints=controller: automount %v, service account %q, args %v", ps.AutomountServiceAccountToken, ps.ServiceAccountName, ps.Containers[0].Args)
+	}
 
 	// The in-chart Postgres.
 	got, _ = kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier", "--set", "postgresql.enabled=true", "--skip-tests"))
 	if got["StatefulSet"] != 1 || got["Secret"] != 1 || got["Service"] != 3 {
 		t.Errorf("with postgresql.enabled: %v", got)
+	}
+}
+
+// TestChartTemplateBuilder checks builder.enabled's objects: the
+// controller runs pierd all without its router, with the kubernetes build
+// strategy; the builder's SSH Service selects it; the host key is a
+// Secret pierd can read, copied into the data dir by an init container;
+// the build namespace and its Role hold exactly what builder/kube does.
+func TestChartTemplateBuilder(t *testing.T) {
+	helm := testenv.Helm(t)
+	got, objs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests"}, builderValues...)...))
+	want := map[string]int{"Namespace": 1, "Secret": 1, "Role": 1, "RoleBinding": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 3, "Deployment": 2, "PodDisruptionBudget": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("builder render: %v, want %v", got, want)
+	}
+	idx := byKindName(objs)
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "Namespace" || o.GetKind() == "ClusterRole" || o.GetKind() == "ClusterRoleBinding":
+		case o.GetKind() == "Role" || o.GetKind() == "RoleBinding":
+			if o.GetNamespace() != "pier-builds" {
+				t.Errorf("%s %s in %q, want the build namespace pier-builds", o.GetKind(), o.GetName(), o.GetNamespace())
+			}
+		case o.GetNamespace() != "pier":
+			t.Errorf("%s %s in namespace %q", o.GetKind(), o.GetName(), o.GetNamespace())
+		}
+	}
+	if idx["Namespace/pier-builds"] == nil {
+		t.Error("no build namespace pier-builds")
+	}
+
+	// The controller: pierd all --router=false, building in the cluster.
+	var d appsv1.Deployment
+	fromUnstructured(t, idx["Deployment/pier-controller"], &d)
+	ps := d.Spec.Template.Spec
+	c := ps.Containers[0]
+	if len(c.Args) < 2 || c.Args[0] != "all" || c.Args[1] != "--router=false" {
+		t.Errorf("controller args %v, want pierd all --router=false", c.Args)
+	}
+	for _, a := range []string{
+		"--scheduler=kubernetes", "--build-strategy=kubernetes", "--ssh-addr=:2222", "--internal-addr=:9091",
+		"--build-source-url=http://pier-controller.pier.svc:9091", "--build-namespace=pier-builds",
+		"--build-fetch-image=pier/pierd:0.1.0", "--build-timeout=15m", "--build-uid=1000", "--build-gid=1000",
+	} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("controller args %v: no %s", c.Args, a)
+		}
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if env["PIER_REGISTRY"] != "registry.example" || env["PIER_BUILDER"] != "pier/builder:latest" || env["PIER_DATA_DIR"] != "/var/lib/pier" {
+		t.Errorf("controller env %v", env)
+	}
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if ports["ssh"] != 2222 || ports["internal"] != 9091 {
+		t.Errorf("controller ports %v", ports)
+	}
+	if ps.AutomountServiceAccountToken == nil || !*ps.AutomountServiceAccountToken || ps.ServiceAccountName != "pier" {
+		t.Error("controller: no service account token")
+	}
+	// The host key: from its Secret, installed 0600 into the data dir,
+	// where pierd's builder loads it.
+	if len(ps.InitContainers) != 1 {
+		t.Fatalf("controller init containers: %d, want 1 (the host key)", len(ps.InitContainers))
+	}
+	ic := ps.InitContainers[0]
+	if strings.Join(ic.Command, " ") != "install -m 0600 /var/run/pier/ssh-host-key/ssh_host_ed25519_key /var/lib/pier/ssh_host_ed25519_key" || ic.Image != c.Image {
+		t.Errorf("host key init container: %v (image %s)", ic.Command, ic.Image)
+	}
+	if ic.SecurityContext == nil || ic.SecurityContext.ReadOnlyRootFilesystem == nil || !*ic.SecurityContext.ReadOnlyRootFilesystem || ic.Resources.Requests.Memory().IsZero() {
+		t.Error("host key init container: not hardened, or no requests")
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range ps.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols["ssh-host-key"]; v.Secret == nil || v.Secret.SecretName != "pier-builder-ssh" {
+		t.Errorf("host key volume: %+v", v)
+	}
+	if v := vols["data"]; v.EmptyDir == nil {
+		t.Errorf("data volume without persistence: %+v, want an emptyDir", v)
+	}
+	var sec corev1.Secret
+	fromUnstructured(t, idx["Secret/pier-builder-ssh"], &sec)
+	if sec.Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Error("the host key Secret is not kept by helm uninstall")
+	}
+	signer, err := gossh.ParsePrivateKey([]byte(sec.StringData["ssh_host_ed25519_key"]))
+	if err != nil {
+		t.Fatalf("the chart's host key does not parse as an SSH private key: %v", err)
+	}
+	if signer.PublicKey().Type() != gossh.KeyAlgoED25519 {
+		t.Errorf("host key type %s, want ed25519", signer.PublicKey().Type())
+	}
+
+	// The SSH Service: port 22 to the controller pods' ssh port.
+	var svc corev1.Service
+	fromUnstructured(t, idx["Service/pier-builder"], &svc)
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 22 || svc.Spec.Ports[0].TargetPort.String() != "ssh" {
+		t.Errorf("builder Service: type %s, ports %+v", svc.Spec.Type, svc.Spec.Ports)
+	}
+	if fmt.Sprint(svc.Spec.Selector) != fmt.Sprint(d.Spec.Selector.MatchLabels) {
+		t.Errorf("builder Service selects %v, the controller's pods are %v", svc.Spec.Selector, d.Spec.Selector.MatchLabels)
+	}
+	// The internal listener, as build Pods reach it (--build-source-url):
+	// the controller's Service's port 9091.
+	fromUnstructured(t, idx["Service/pier-controller"], &svc)
+	internal := false
+	for _, p := range svc.Spec.Ports {
+		internal = internal || (p.Port == 9091 && p.TargetPort.String() == "internal")
+	}
+	if !internal || fmt.Sprint(svc.Spec.Selector) != fmt.Sprint(d.Spec.Selector.MatchLabels) {
+		t.Errorf("controller Service: ports %+v, selector %v: build Pods cannot reach the internal listener", svc.Spec.Ports, svc.Spec.Selector)
+	}
+
+	// The build namespace's Role: exactly builder/kube's verbs.
+	var role rbacv1.Role
+	fromUnstructured(t, idx["Role/pier-builder"], &role)
+	wantRules := fmt.Sprint([]rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "watch", "create", "delete", "deletecollection"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create", "update", "delete", "deletecollection"}},
+	})
+	if fmt.Sprint(role.Rules) != wantRules {
+		t.Errorf("build Role rules %v, want %v", role.Rules, wantRules)
+	}
+	var rb rbacv1.RoleBinding
+	fromUnstructured(t, idx["RoleBinding/pier-builder"], &rb)
+	if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != "pier-builder" || len(rb.Subjects) != 1 || rb.Subjects[0].Name != "pier" || rb.Subjects[0].Namespace != "pier" {
+		t.Errorf("build RoleBinding: %+v %+v", rb.RoleRef, rb.Subjects)
+	}
+
+	// Persistence, NodePort and an operator's host key.
+	got, objs = kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests",
+		"--set", "builder.persistence.enabled=true", "--set", "builder.hostKey.existingSecret=my-host-key",
+		"--set", "builder.service.type=NodePort", "--set", "builder.service.nodePort=30022", "--set", "builder.namespace=builds"}, builderValues...)...))
+	idx = byKindName(objs)
+	if got["Secret"] != 0 || got["PersistentVolumeClaim"] != 1 || idx["Namespace/builds"] == nil || idx["Role/pier-builder"].GetNamespace() != "builds" {
+		t.Errorf("with persistence and an existing host key: %v", got)
+	}
+	fromUnstructured(t, idx["Deployment/pier-controller"], &d)
+	vols = map[string]corev1.Volume{}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols["data"]; v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != "pier-data" {
+		t.Errorf("data volume with persistence: %+v", v)
+	}
+	if v := vols["ssh-host-key"]; v.Secret == nil || v.Secret.SecretName != "my-host-key" {
+		t.Errorf("host key volume with an existing Secret: %+v", v)
+	}
+	fromUnstructured(t, idx["Service/pier-builder"], &svc)
+	if svc.Spec.Type != corev1.ServiceTypeNodePort || svc.Spec.Ports[0].NodePort != 30022 {
+		t.Errorf("builder Service with NodePort: %s %+v", svc.Spec.Type, svc.Spec.Ports)
 	}
 }
 
@@ -166,24 +404,61 @@ func fromUnstructured(t *testing.T, o *unstructured.Unstructured, into any) {
 // TestChartInstallKube applies the rendered chart to the tests' control
 // plane (server-side apply: a dry run, then for real) in a fresh namespace
 // and waits for the controller's and router's Deployments to be Available
-// on kwok's nodes. kwok runs no containers: pods become Ready by kwok's
-// stages, images need not exist, and the helm test Pod cannot run (it is
-// left out, as --skip-tests does).
+// on kwok's nodes: with the default values, and with the builder on
+// (pierd all --router=false, its SSH Service, host key Secret, build
+// namespace and Role). kwok runs no containers: pods become Ready by
+// kwok's stages, images need not exist, and the helm test Pod cannot run
+// (it is left out, as --skip-tests does).
 func TestChartInstallKube(t *testing.T) {
 	helm := testenv.Helm(t)
 	k := testenv.KubeCluster(t)
+	t.Run("defaults", func(t *testing.T) { installKube(t, helm, k) })
+	t.Run("builder", func(t *testing.T) {
+		ns := installKube(t, helm, k, builderValues...)
+		cfg := rest.CopyConfig(k.Config)
+		admin, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		svc, err := admin.CoreV1().Services(ns).Get(ctx, "pier-builder", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.Ports[0].Port != 22 || svc.Spec.Ports[0].NodePort == 0 {
+			t.Errorf("builder Service: %s %+v", svc.Spec.Type, svc.Spec.Ports)
+		}
+		if _, err := admin.CoreV1().Namespaces().Get(ctx, ns+"-builds", metav1.GetOptions{}); err != nil {
+			t.Errorf("the build namespace: %v", err)
+		}
+		if _, err := admin.RbacV1().Roles(ns+"-builds").Get(ctx, "pier-builder", metav1.GetOptions{}); err != nil {
+			t.Errorf("the build Role: %v", err)
+		}
+		pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("controller pods: %v", err)
+		}
+		if p := pods.Items[0]; len(p.Status.InitContainerStatuses) != 1 || p.Status.InitContainerStatuses[0].State.Terminated == nil {
+			t.Errorf("the host key init container did not complete: %+v", p.Status.InitContainerStatuses)
+		}
+	})
+}
+
+// installKube installs the chart rendered with set into a fresh namespace
+// and returns it, once every Deployment is Available.
+func installKube(t *testing.T, helm string, k *testenv.Kube, set ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	b := make([]byte, 3)
 	rand.Read(b)
 	ns := "pier-chart-" + hex.EncodeToString(b)
-	cfg := k.Config
+	cfg := rest.CopyConfig(k.Config)
 	cfg.QPS, cfg.Burst = 50, 100
 	admin, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, objs := kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", ns, "--skip-tests"))
+	_, objs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", ns, "--skip-tests"}, set...)...))
 
 	// Dry run first: the API server validates every object and stores
 	// none (the namespace does not even exist yet for namespaced ones, so
@@ -195,22 +470,31 @@ func TestChartInstallKube(t *testing.T) {
 		bg := context.Background()
 		admin.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
 		for _, o := range objs {
-			if o.GetKind() == "ClusterRole" {
+			switch o.GetKind() {
+			case "ClusterRole":
 				admin.RbacV1().ClusterRoles().Delete(bg, o.GetName(), metav1.DeleteOptions{})
-			}
-			if o.GetKind() == "ClusterRoleBinding" {
+			case "ClusterRoleBinding":
 				admin.RbacV1().ClusterRoleBindings().Delete(bg, o.GetName(), metav1.DeleteOptions{})
+			case "Namespace":
+				admin.CoreV1().Namespaces().Delete(bg, o.GetName(), metav1.DeleteOptions{})
 			}
 		}
 	})
+	// A dry run cannot make the objects of a namespace the chart makes.
+	var dry []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" || o.GetNamespace() == ns || o.GetNamespace() == "" {
+			dry = append(dry, o)
+		}
+	}
 	start := time.Now()
-	if err := testenv.ApplyManifests(ctx, cfg, objs, "pier-chart-test", true); err != nil {
+	if err := testenv.ApplyManifests(ctx, cfg, dry, "pier-chart-test", true); err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
 	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "pier-controller", metav1.GetOptions{}); err == nil {
 		t.Fatal("the dry run stored the controller's Deployment")
 	}
-	t.Logf("server-side apply dry run of %d objects: %s", len(objs), time.Since(start).Round(time.Millisecond))
+	t.Logf("server-side apply dry run of %d objects: %s", len(dry), time.Since(start).Round(time.Millisecond))
 
 	// The Secrets the operator makes (README): the database URL and the
 	// router's token. Placeholders: nothing runs them here.
@@ -260,6 +544,7 @@ func TestChartInstallKube(t *testing.T) {
 	if len(pods.Items) != 3 {
 		t.Errorf("%d pods, want 3 (1 controller, 2 routers)", len(pods.Items))
 	}
+	return ns
 }
 
 func available(d *appsv1.Deployment) bool {

@@ -58,6 +58,17 @@ func Helm(t testing.TB) string {
 // no cluster access: template and lint only) and returns its stdout.
 func RunHelm(t testing.TB, helm string, args ...string) string {
 	t.Helper()
+	out, err := RunHelmErr(t, helm, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// RunHelmErr is RunHelm for a run that may fail, such as a render the
+// chart refuses: the error holds helm's output.
+func RunHelmErr(t testing.TB, helm string, args ...string) (string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(helm, args...)
 	cmd.Env = append(childEnv(),
@@ -70,9 +81,9 @@ func RunHelm(t testing.TB, helm string, args ...string) string {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
+		return "", fmt.Errorf("helm %s: %v\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
 	}
-	return stdout.String()
+	return stdout.String(), nil
 }
 
 // Manifests splits a multi-document YAML stream into objects, skipping

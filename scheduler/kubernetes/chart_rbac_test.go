@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -40,17 +43,9 @@ func TestKubeChartRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rbac []*unstructured.Unstructured
-	sa := ""
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "ServiceAccount":
-			sa = o.GetName()
-			fallthrough
-		case "ClusterRole", "ClusterRoleBinding":
-			rbac = append(rbac, o)
-		}
-	}
+	// The controller's: the ServiceAccount pier and the scheduler's role
+	// (the routers' are TestKubeChartRouterRBAC's).
+	rbac, sa := chartRBAC(objs, "pier", "-scheduler")
 	if len(rbac) != 3 || sa == "" {
 		t.Fatalf("the chart renders %d of ServiceAccount, ClusterRole, ClusterRoleBinding", len(rbac))
 	}
@@ -131,5 +126,152 @@ func TestKubeChartRBAC(t *testing.T) {
 		"RoutesFromEndpointSlices":   TestKubeRoutesFromEndpointSlices,
 	} {
 		t.Run(name, test)
+	}
+}
+
+// chartRBAC picks from the chart's objects the ServiceAccount named sa and
+// the ClusterRole and ClusterRoleBinding whose names end in suffix.
+func chartRBAC(objs []*unstructured.Unstructured, sa, suffix string) ([]*unstructured.Unstructured, string) {
+	var rbac []*unstructured.Unstructured
+	found := ""
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ServiceAccount":
+			if o.GetName() == sa {
+				found = sa
+				rbac = append(rbac, o)
+			}
+		case "ClusterRole", "ClusterRoleBinding":
+			if strings.HasSuffix(o.GetName(), suffix) {
+				rbac = append(rbac, o)
+			}
+		}
+	}
+	return rbac, found
+}
+
+// TestKubeChartRouterRBAC proves the routers' RBAC of the Helm chart
+// (router.endpoints=kubernetes): as the routers' ServiceAccount,
+// NewEndpoints (what `pierd router --endpoints kubernetes` runs) syncs its
+// informers and builds an app's routes from its web Service and
+// EndpointSlice; listing services and endpointslices works, and reading
+// a Secret, listing pods or namespaces, or writing anything is refused.
+func TestKubeChartRouterRBAC(t *testing.T) {
+	helm := testenv.Helm(t)
+	e := newKubeEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := make([]byte, 3)
+	rand.Read(b)
+	ns := "rbac-router-" + hex.EncodeToString(b)
+	objs, err := testenv.Manifests(testenv.RunHelm(t, helm, "template", "pier", "../../deploy/helm/pier", "--namespace", ns, "--skip-tests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rbac, sa := chartRBAC(objs, "pier-router", "-router")
+	if len(rbac) != 3 || sa == "" {
+		t.Fatalf("the chart renders %d of the router's ServiceAccount, ClusterRole, ClusterRoleBinding", len(rbac))
+	}
+	if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	app := e.appName(t, "rr")
+	appNS := Namespace(app)
+	t.Cleanup(func() {
+		bg := context.Background()
+		e.admin.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
+		e.admin.CoreV1().Namespaces().Delete(bg, appNS, metav1.DeleteOptions{})
+		for _, o := range rbac {
+			switch o.GetKind() {
+			case "ClusterRole":
+				e.admin.RbacV1().ClusterRoles().Delete(bg, o.GetName(), metav1.DeleteOptions{})
+			case "ClusterRoleBinding":
+				e.admin.RbacV1().ClusterRoleBindings().Delete(bg, o.GetName(), metav1.DeleteOptions{})
+			}
+		}
+	})
+	if err := testenv.ApplyManifests(ctx, e.k.Config, rbac, "pier-rbac-test", false); err != nil {
+		t.Fatal(err)
+	}
+	// An app's web Service and one ready endpoint (a TEST-NET-1 address:
+	// the routes are only read, never dialled).
+	labels := map[string]string{LabelManagedBy: managedBy, LabelApp: app}
+	if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.CoreV1().Services(appNS).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: webType, Labels: labels},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ready, port := true, int32(5000)
+	if _, err := e.admin.DiscoveryV1().EndpointSlices(appNS).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-1", Labels: map[string]string{LabelManagedBy: managedBy, LabelApp: app, discoveryv1.LabelServiceName: webType}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.7"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       []discoveryv1.EndpointPort{{Port: &port}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	rc := rest.CopyConfig(e.k.Config)
+	rc.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + ns + ":" + sa,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+	}
+	start := time.Now()
+	eps, err := NewEndpoints(rc, 30*time.Second)
+	if err != nil {
+		t.Fatalf("as the router's ServiceAccount, NewEndpoints: %v", err)
+	}
+	defer eps.Close()
+	for deadline := time.Now().Add(20 * time.Second); fmt.Sprint(eps.Routes()[app]) != "[192.0.2.7:5000]"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("as the router's ServiceAccount, the routes of %s: %v, want [192.0.2.7:5000]", app, eps.Routes()[app])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("as the router's ServiceAccount: informers synced and routes built in %s", time.Since(start).Round(time.Millisecond))
+
+	as, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, call := range map[string]func() error{
+		"list endpointslices": func() error {
+			_, err := as.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"list services":       func() error { _, err := as.CoreV1().Services("").List(ctx, metav1.ListOptions{}); return err },
+		"get the web Service": func() error { _, err := as.CoreV1().Services(appNS).Get(ctx, webType, metav1.GetOptions{}); return err },
+	} {
+		if err := call(); err != nil {
+			t.Errorf("as the router's ServiceAccount, %s: %v", what, err)
+		}
+	}
+	for what, call := range map[string]func() error{
+		"get a secret": func() error {
+			_, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-router-token", metav1.GetOptions{})
+			return err
+		},
+		"list secrets":    func() error { _, err := as.CoreV1().Secrets("").List(ctx, metav1.ListOptions{}); return err },
+		"list pods":       func() error { _, err := as.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); return err },
+		"list namespaces": func() error { _, err := as.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); return err },
+		"list nodes":      func() error { _, err := as.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); return err },
+		"delete the web Service": func() error {
+			return as.CoreV1().Services(appNS).Delete(ctx, webType, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		},
+		"create an endpointslice": func() error {
+			_, err := as.DiscoveryV1().EndpointSlices(appNS).Create(ctx, &discoveryv1.EndpointSlice{
+				ObjectMeta: metav1.ObjectMeta{Name: "x"}, AddressType: discoveryv1.AddressTypeIPv4,
+			}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		},
+		"list deployments": func() error { _, err := as.AppsV1().Deployments("").List(ctx, metav1.ListOptions{}); return err },
+	} {
+		if err := call(); !apierrors.IsForbidden(err) {
+			t.Errorf("as the router's ServiceAccount, %s: %v, want 403 Forbidden", what, err)
+		}
 	}
 }

@@ -62,3 +62,21 @@ fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{- define "pier.routerServiceAccountName" -}}
+{{- .Values.router.serviceAccount.name | default (printf "%s-router" (include "pier.fullname" .)) -}}
+{{- end -}}
+
+{{/* The namespace of the build Pods (builder.enabled). */}}
+{{- define "pier.buildNamespace" -}}
+{{- .Values.builder.namespace | default (printf "%s-builds" .Release.Namespace) -}}
+{{- end -}}
+
+{{- define "pier.builderHostKeySecret" -}}
+{{- .Values.builder.hostKey.existingSecret | default (printf "%s-builder-ssh" (include "pier.fullname" .)) -}}
+{{- end -}}
+
+{{/* The controller's internal listener as pods of other namespaces (build Pods) reach it. */}}
+{{- define "pier.internalURL" -}}
+http://{{ include "pier.fullname" . }}-controller.{{ .Release.Namespace }}.svc:{{ .Values.controller.internalPort }}
+{{- end -}}
