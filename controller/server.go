@@ -42,7 +42,19 @@ type Config struct {
 	// ACME says that a certificate issuer runs (pierd --acme-directory):
 	// apps' automatic certificates are ordered.
 	ACME bool
+	// RegistryAuth, when set, is the registry's token service
+	// (registryauth.Authority): served at RegistryTokenPath and
+	// RegistryCertificatePath, outside the API's own authentication (it
+	// takes the registry credentials' Basic authentication).
+	RegistryAuth http.Handler
 }
+
+// The registry token service's paths (registryauth.TokenPath and
+// registryauth.CertificatePath).
+const (
+	RegistryTokenPath       = "/v1/registry/token"
+	RegistryCertificatePath = "/v1/registry/certificate"
+)
 
 // Server is the controller's HTTP API.
 type Server struct {
@@ -60,6 +72,7 @@ type Server struct {
 	gitURL   func(app string) string
 	builder  string // the platform's default CNB builder
 	acme     bool   // an ACME issuer runs (Config.ACME)
+	registry http.Handler
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -84,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -184,6 +197,12 @@ func (s *Server) router() http.Handler {
 	})
 	for _, rt := range s.routes {
 		r.Method(rt.method, rt.pattern, s.endpoint(rt))
+	}
+	if s.registry != nil {
+		// Docker's token protocol: Basic credentials in, a registry
+		// token out; never a Pier session.
+		r.Handle(RegistryTokenPath, s.registry)
+		r.Handle(RegistryCertificatePath, s.registry)
 	}
 	s.mountDashboard(r) // the web dashboard: /, /login, /apps/... (dashboard.go)
 	return r

@@ -104,6 +104,10 @@ const (
 	envPrefix = "env."
 )
 
+// DefaultStartTimeout is how long a build Pod may take to start, beyond
+// Config.Timeout (Config.StartTimeout).
+const DefaultStartTimeout = 5 * time.Minute
+
 // Registry is where built images go, and the credentials that push there.
 type Registry struct {
 	Host   string // host[:port]
@@ -116,8 +120,10 @@ type Registry struct {
 	// Credentials, when set, gives each build Pod credentials of its own,
 	// scoped by the registry to the app's repository (Repository(app),
 	// where the cache is a tag too), instead of Username and Password:
-	// such as a short-lived token from the registry's token service.
-	Credentials func(ctx context.Context, app string) (username, password string, err error)
+	// such as a build's credentials at the registry's token service
+	// (registryauth). release, if not nil, is called once the build has
+	// ended: the credentials should stop working then.
+	Credentials func(ctx context.Context, app string) (username, password string, release func(), err error)
 }
 
 // Repository is the app's image repository.
@@ -212,7 +218,7 @@ func New(cfg Config) (*Strategy, error) {
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = 5 * time.Minute
+		cfg.StartTimeout = DefaultStartTimeout
 	}
 	if cfg.LogDrain <= 0 {
 		cfg.LogDrain = 5 * time.Second
@@ -237,6 +243,7 @@ type build struct {
 	token        string
 	sourceURL    string
 	config       pier.Config
+	release      func() // ends the build's registry credentials
 }
 
 func newBuildID() string {
@@ -301,6 +308,9 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	}
 	fmt.Fprintf(log, "-----> Building with %s in the cluster (pod %s/%s)\n", b.builder, s.cfg.Namespace, b.name)
 	secret, err := s.secret(ctx, b)
+	if b.release != nil {
+		defer b.release()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +401,8 @@ func (s *Strategy) labels(b *build) map[string]string {
 
 // dockerConfig is the registry credentials as the lifecycle reads them
 // ($DOCKER_CONFIG/config.json).
-func (s *Strategy) dockerConfig(ctx context.Context, app string) ([]byte, error) {
+func (s *Strategy) dockerConfig(ctx context.Context, b *build) ([]byte, error) {
+	app := b.app
 	type auth struct {
 		Username string `json:"username,omitempty"`
 		Password string `json:"password,omitempty"`
@@ -402,8 +413,19 @@ func (s *Strategy) dockerConfig(ctx context.Context, app string) ([]byte, error)
 	user, pass := r.Username, r.Password
 	if r.Credentials != nil {
 		var err error
-		if user, pass, err = r.Credentials(ctx, app); err != nil {
+		var release func()
+		user, pass, release, err = r.Credentials(ctx, app)
+		if err != nil {
 			return nil, fmt.Errorf("registry credentials for %s: %w", app, err)
+		}
+		if release != nil {
+			prev := b.release
+			b.release = func() {
+				if prev != nil {
+					prev()
+				}
+				release()
+			}
 		}
 	}
 	if user != "" {
@@ -414,7 +436,7 @@ func (s *Strategy) dockerConfig(ctx context.Context, app string) ([]byte, error)
 
 // secret is the build's credentials: registry, source token, config vars.
 func (s *Strategy) secret(ctx context.Context, b *build) (*corev1.Secret, error) {
-	dc, err := s.dockerConfig(ctx, b.app)
+	dc, err := s.dockerConfig(ctx, b)
 	if err != nil {
 		return nil, err
 	}

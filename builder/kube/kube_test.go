@@ -151,8 +151,9 @@ func TestPodSpec(t *testing.T) {
 	}
 
 	// Credentials scoped to the app's repository replace the shared ones.
-	s.cfg.Registry.Credentials = func(_ context.Context, app string) (string, string, error) {
-		return "scoped-" + app, "repo-token", nil
+	released := 0
+	s.cfg.Registry.Credentials = func(_ context.Context, app string) (string, string, func(), error) {
+		return "scoped-" + app, "repo-token", func() { released++ }, nil
 	}
 	if sec, err = s.secret(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -160,6 +161,13 @@ func TestPodSpec(t *testing.T) {
 	raw := string(sec.Data[corev1.DockerConfigJsonKey])
 	if !strings.Contains(raw, `"username":"scoped-myapp"`) || strings.Contains(raw, "s3cret-registry-pass") {
 		t.Fatalf("scoped docker config: %s", raw)
+	}
+	if b.release == nil {
+		t.Fatal("the build keeps no way to end its registry credentials")
+	}
+	b.release()
+	if released != 1 {
+		t.Fatalf("release called %d times, want 1", released)
 	}
 }
 

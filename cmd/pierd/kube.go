@@ -46,6 +46,7 @@ func startKube(o options, log *slog.Logger) (*kubernetes.Scheduler, error) {
 	s, err := kubernetes.New(kubernetes.Config{
 		RESTConfig: cfg, Logger: log, RolloutTimeout: o.rolloutTimeout,
 		RouterNamespace: o.routerNamespace, RouterPodLabels: routerPods, DisableNetworkPolicy: !o.networkPolicy,
+		PullCredentials: o.registryToken.pullCredentials(o.registry), // registrytoken.go
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes scheduler: %w", err)

@@ -94,6 +94,9 @@ func (p *platform) startKubeBuild(ctx context.Context, o options, log *slog.Logg
 		Client: client,
 		Registry: kube.Registry{
 			Host: reg.Host, Prefix: reg.Prefix, Username: reg.Username, Password: reg.Password, Insecure: k.insecure,
+			// Each build's own credentials, when Pier is the registry's
+			// token service; they end with the build, or at its deadline.
+			Credentials: o.registryToken.buildCredentials(k.timeout + kube.DefaultStartTimeout + time.Minute),
 		},
 		Sources: sources, SourceURL: k.sourceURL,
 		DefaultBuilder: o.builder, FetchImage: k.fetchImage, Namespace: k.namespace,

@@ -67,6 +67,7 @@ type options struct {
 	sessionTTL                  time.Duration
 	logLevel                    string
 	sshAddr                     string
+	sshPublic                   string // host[:port] in the git remotes handed out; "": localhost
 	lifecycleDir, buildpacksDir string
 	scheduler                   string // local, docker or kubernetes
 	kubeconfig                  string
@@ -84,7 +85,8 @@ type options struct {
 	trustedBuilders      string // comma-separated
 	lifecycleImage       string
 	buildDockerHost      string
-	kubeBuild            kubeBuildOptions // --build-strategy kubernetes (kubebuild.go)
+	kubeBuild            kubeBuildOptions     // --build-strategy kubernetes (kubebuild.go)
+	registryToken        registryTokenOptions // --registry-token-service (registrytoken.go)
 
 	trustedProxies string // comma-separated networks, checked by Main
 	metricsAddr    string // "": no metrics listener
@@ -185,6 +187,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tls.keyFile, "tls-key", env("PIER_TLS_KEY", ""), "pierd all: the PEM private key of --tls-cert (env PIER_TLS_KEY)")
 	fs.StringVar(&o.publicURL, "public-url", env("PIER_PUBLIC_URL", ""), "URL users reach Pier at; apps are served at <app>.<its host> (default http://pier.localhost:<http port>) (env PIER_PUBLIC_URL)")
 	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
+	fs.StringVar(&o.sshPublic, "ssh-public-host", env("PIER_SSH_PUBLIC_HOST", ""), "host[:port] users push to, in the git remotes Pier hands out (ssh://git@HOST/<app>.git), when the builder is reached through a load balancer or another name, such as git.pier.example.com or 203.0.113.7:2222; default localhost and --ssh-addr's port (env PIER_SSH_PUBLIC_HOST)")
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
 	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
 	fs.StringVar(&o.scheduler, "scheduler", env("PIER_SCHEDULER", "local"), "where apps run: local (processes on this machine; pierd all only), docker (containers on this Docker host) or kubernetes (env PIER_SCHEDULER)")
@@ -198,6 +201,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
 	o.kubeBuild.flags(fs, env)
+	o.registryToken.flags(fs, env)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.StringVar(&o.routerNamespace, "router-namespace", env("PIER_ROUTER_NAMESPACE", "pier"), "with --scheduler=kubernetes: the namespace of the router's pods, the only pods each app namespace's NetworkPolicy admits traffic from (env PIER_ROUTER_NAMESPACE)")
 	fs.StringVar(&o.routerSelector, "router-selector", env("PIER_ROUTER_SELECTOR", "app.kubernetes.io/name=pier,app.kubernetes.io/component=router"), "with --scheduler=kubernetes: labels of the router's pods, key=value pairs separated by commas (env PIER_ROUTER_SELECTOR)")
@@ -276,6 +280,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		return err
 	}
 	defer db.Close()
+	if err := o.registryToken.start(ctx, o, db, log); err != nil { // registrytoken.go
+		return err
+	}
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -292,6 +299,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	}
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
 	cfg.ACME = o.acme.directory != ""
+	cfg.RegistryAuth = o.registryToken.handler()
 	var p *platform
 	var routes controller.RouteSource // for the internal listener's router feed
 	switch {

@@ -108,6 +108,26 @@ type Registry struct {
 // the registry first if need be (BuildRegistry).
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
+	return startRegistry(t, nil)
+}
+
+// TokenAuth is a registry's token authentication (its auth.token block):
+// bearer tokens from the token service at Realm, for Service, signed by
+// Issuer with the key of RootCert (PEM).
+type TokenAuth struct {
+	Realm, Service, Issuer string
+	RootCert               []byte
+}
+
+// StartTokenRegistry runs a registry with token authentication for the
+// test, like StartRegistry; its Username and Password are empty.
+func StartTokenRegistry(t testing.TB, auth TokenAuth) *Registry {
+	t.Helper()
+	return startRegistry(t, &auth)
+}
+
+func startRegistry(t testing.TB, token *TokenAuth) *Registry {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	bin, err := BuildRegistry(ctx)
@@ -119,14 +139,25 @@ func StartRegistry(t testing.TB) *Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{Username: "pier", Password: password, Dir: filepath.Join(dir, "storage")}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(dir, "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(r.Username+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	r := &Registry{Dir: filepath.Join(dir, "storage")}
+	var authBlock string
+	if token == nil {
+		r.Username, r.Password = "pier", password
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(r.Username+":"+string(hash)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		authBlock = fmt.Sprintf("  htpasswd:\n    realm: pier-test-registry\n    path: %s\n", htpasswd)
+	} else {
+		bundle := filepath.Join(dir, "token-root.pem")
+		if err := os.WriteFile(bundle, token.RootCert, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		authBlock = fmt.Sprintf("  token:\n    realm: %q\n    service: %q\n    issuer: %q\n    rootcertbundle: %s\n", token.Realm, token.Service, token.Issuer, bundle)
 	}
 	ports, err := freePorts(1)
 	if err != nil {
@@ -152,10 +183,7 @@ http:
   addr: %s
   secret: %s
 auth:
-  htpasswd:
-    realm: pier-test-registry
-    path: %s
-`, r.Dir, r.Host, secret, htpasswd), 0o600)
+%s`, r.Dir, r.Host, secret, authBlock), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

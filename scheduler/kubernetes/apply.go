@@ -294,8 +294,12 @@ func (s *Scheduler) Restart(ctx context.Context, app, processType string) error 
 	return s.waitRollout(ctx, app, "the restart", targets)
 }
 
-// applySecret writes the config Secret of d's release.
+// applySecret writes the config Secret of d's release, and the app's
+// registry pull credentials when there are any.
 func (s *Scheduler) applySecret(ctx context.Context, d pier.Deployment) error {
+	if err := s.applyPullSecret(ctx, d.App); err != nil {
+		return err
+	}
 	_, err := s.client.CoreV1().Secrets(Namespace(d.App)).Apply(ctx, secretConfig(d), applyOpts)
 	if apierrors.IsInvalid(err) {
 		// The server's message could quote the config: not shown.
@@ -304,6 +308,31 @@ func (s *Scheduler) applySecret(ctx context.Context, d pier.Deployment) error {
 	}
 	if err != nil {
 		return s.apiError(err, "writing the config of v%d of %s", d.Release.Version, d.App)
+	}
+	return nil
+}
+
+// applyPullSecret writes the app's registry pull credentials
+// (Config.PullCredentials), which its pods' imagePullSecrets name.
+func (s *Scheduler) applyPullSecret(ctx context.Context, app string) error {
+	if s.cfg.PullCredentials == nil {
+		return nil
+	}
+	registry, user, pass, err := s.cfg.PullCredentials(app)
+	if err != nil {
+		return fmt.Errorf("registry pull credentials of %s: %w", app, err)
+	}
+	cfg, err := pullSecretConfig(app, registry, user, pass)
+	if err != nil {
+		return err
+	}
+	if _, err := s.client.CoreV1().Secrets(Namespace(app)).Apply(ctx, cfg, applyOpts); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("kubernetes: writing the registry pull credentials of %s: %w", app, err)
+		}
+		// The server's message could quote the credentials: not shown.
+		s.log.ErrorContext(ctx, "registry pull secret refused", "app", app, "reason", apierrors.ReasonForError(err))
+		return pier.Errorf(pier.EUNAVAILABLE, "kubernetes refused the registry pull credentials of %s (%s)", app, apierrors.ReasonForError(err))
 	}
 	return nil
 }

@@ -121,6 +121,14 @@ type Config struct {
 	RouterNamespace      string
 	RouterPodLabels      map[string]string
 	DisableNetworkPolicy bool
+
+	// PullCredentials, when set, gives each app's pods credentials of the
+	// app's own to pull its images from the platform's registry: the
+	// registry's host[:port] and a username and password that may pull
+	// the app's repository only (registryauth). They are written to a
+	// kubernetes.io/dockerconfigjson Secret (PullSecretName) in the app's
+	// namespace, named by every pod's imagePullSecrets.
+	PullCredentials func(app string) (registry, username, password string, err error)
 }
 
 // Scheduler runs apps on a Kubernetes cluster. It implements

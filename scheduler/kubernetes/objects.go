@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -206,6 +208,9 @@ func (s *Scheduler) podSpec(d pier.Deployment, typ string, command []string) (*c
 	if len(s.cfg.NodeSelector) > 0 {
 		spec.WithNodeSelector(s.cfg.NodeSelector)
 	}
+	if s.cfg.PullCredentials != nil {
+		spec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(PullSecretName))
+	}
 	return spec, nil
 }
 
@@ -264,6 +269,32 @@ func secretConfig(d pier.Deployment) *corev1ac.SecretApplyConfiguration {
 		WithLabels(releaseLabels(d.App, d.Release.Version, "")).
 		WithType(corev1.SecretTypeOpaque).
 		WithData(data)
+}
+
+// PullSecretName is the Secret of an app's registry pull credentials
+// (Config.PullCredentials), in its namespace.
+const PullSecretName = "registry-pull"
+
+// pullSecretConfig is the app's registry pull credentials, as the kubelet
+// reads them: only for the platform's registry host, so that they are
+// never sent to another registry.
+func pullSecretConfig(app, registry, username, password string) (*corev1ac.SecretApplyConfiguration, error) {
+	type entry struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Auth     string `json:"auth"`
+	}
+	dc, err := json.Marshal(map[string]map[string]entry{"auths": {registry: {
+		Username: username, Password: password,
+		Auth: base64.StdEncoding.EncodeToString([]byte(username + ":" + password)),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return corev1ac.Secret(PullSecretName, Namespace(app)).
+		WithLabels(appLabels(app)).
+		WithType(corev1.SecretTypeDockerConfigJson).
+		WithData(map[string][]byte{corev1.DockerConfigJsonKey: dc}), nil
 }
 
 // runPodConfig is a one-off pod.

@@ -3,8 +3,11 @@ package kubernetes
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -707,5 +710,89 @@ func TestAppsAndDrift(t *testing.T) {
 			t.Fatal("deleting two's Deployment was not reported")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Per-app registry pull credentials (issue 8): a dockerconfigjson Secret in
+// the app's namespace, for the platform's registry only, named by the
+// imagePullSecrets of every pod; none without Config.PullCredentials.
+func TestPullCredentials(t *testing.T) {
+	c := newFakeCluster(t)
+	var asked []string
+	s := newFakeScheduler(t, c, Config{PullCredentials: func(app string) (string, string, string, error) {
+		asked = append(asked, app)
+		if app == "broken" {
+			return "", "", "", errors.New("no key")
+		}
+		return "registry.example:5000", "pull." + app, "pull-pass-of-" + app, nil
+	}})
+	ctx := ctxT(t)
+	d := cnbDeployment("shop", 3, "registry.example:5000/pier/shop:v3", pier.Formation{"web": 1, "worker": 1})
+	if err := s.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	checkSecret := func() {
+		t.Helper()
+		sec, err := c.CoreV1().Secrets("pier-shop").Get(ctx, PullSecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("no pull secret: %v", err)
+		}
+		if sec.Type != corev1.SecretTypeDockerConfigJson || len(sec.Data) != 1 {
+			t.Errorf("pull secret type %s, keys %d", sec.Type, len(sec.Data))
+		}
+		wantLabels(t, "pull secret", sec.Labels, map[string]string{"app.kubernetes.io/managed-by": "pier", "pier.dev/app": "shop"})
+		var dc struct {
+			Auths map[string]struct{ Username, Password, Auth string }
+		}
+		if err := json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &dc); err != nil {
+			t.Fatal(err)
+		}
+		a, ok := dc.Auths["registry.example:5000"]
+		if len(dc.Auths) != 1 || !ok || a.Username != "pull.shop" || a.Password != "pull-pass-of-shop" ||
+			a.Auth != base64.StdEncoding.EncodeToString([]byte("pull.shop:pull-pass-of-shop")) {
+			t.Errorf("pull secret's docker config: %+v", dc)
+		}
+	}
+	checkSecret()
+	for _, typ := range []string{"web", "worker"} {
+		ps := getDeployment(t, c, "pier-shop", typ).Spec.Template.Spec.ImagePullSecrets
+		if len(ps) != 1 || ps[0].Name != PullSecretName {
+			t.Errorf("%s: imagePullSecrets %v, want [%s]", typ, ps, PullSecretName)
+		}
+	}
+	run, err := s.runPodConfig(d, "run-x", []string{"ls"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := run.Spec.ImagePullSecrets; len(ps) != 1 || *ps[0].Name != PullSecretName {
+		t.Errorf("one-off pod: imagePullSecrets %v", ps)
+	}
+	// A later release keeps it (old config Secrets go, it stays).
+	if err := s.Apply(ctx, cnbDeployment("shop", 4, "registry.example:5000/pier/shop:v4", pier.Formation{"web": 1, "worker": 1})); err != nil {
+		t.Fatal(err)
+	}
+	checkSecret()
+	if !slices.Contains(asked, "shop") {
+		t.Errorf("credentials asked for %v", asked)
+	}
+	// No credentials, no deploy: pods that could not pull are not made.
+	if err := s.Apply(ctx, cnbDeployment("broken", 1, "registry.example:5000/pier/broken:v1", pier.Formation{"web": 1})); err == nil {
+		t.Error("Apply went on without the app's pull credentials")
+	}
+	if _, err := c.AppsV1().Deployments("pier-broken").Get(ctx, "web", metav1.GetOptions{}); err == nil {
+		t.Error("a Deployment was made without pull credentials")
+	}
+
+	// Without the hook: no Secret, no imagePullSecrets.
+	c2 := newFakeCluster(t)
+	s2 := newFakeScheduler(t, c2, Config{})
+	if err := s2.Apply(ctx, cnbDeployment("plain", 1, "registry.example:5000/pier/plain:v1", pier.Formation{"web": 1})); err != nil {
+		t.Fatal(err)
+	}
+	if ps := getDeployment(t, c2, "pier-plain", "web").Spec.Template.Spec.ImagePullSecrets; len(ps) != 0 {
+		t.Errorf("imagePullSecrets without pull credentials: %v", ps)
+	}
+	if _, err := c2.CoreV1().Secrets("pier-plain").Get(ctx, PullSecretName, metav1.GetOptions{}); err == nil {
+		t.Error("a pull secret without pull credentials")
 	}
 }
