@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,9 @@ import (
 // check validates the flags that choose the scheduler, the build strategy
 // and the registry, saying what to give instead.
 func (o *options) check() error {
+	if err := checkSSHPublic(o.sshPublic); err != nil {
+		return err
+	}
 	switch o.scheduler {
 	case "local", "docker", "kubernetes":
 	default:
@@ -161,4 +166,26 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// checkSSHPublic accepts "" or host[:port], as it goes into
+// ssh://git@HOST/<app>.git.
+func checkSSHPublic(h string) error {
+	if h == "" {
+		return nil
+	}
+	host, port := h, ""
+	if hh, pp, err := net.SplitHostPort(h); err == nil {
+		host, port = hh, pp
+	}
+	bad := host == "" || strings.ContainsAny(host, "/@?# \t")
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("--ssh-public-host %q: give the host (and port) users push to, such as git.pier.example.com or 203.0.113.7:2222", h)
+	}
+	return nil
 }

@@ -37,18 +37,19 @@ import (
 // or pack), a scheduler (local, docker or kubernetes), the router and the
 // SSH builder.
 type platform struct {
-	strategy pier.BuildStrategy
-	host     *host.Strategy // the host strategy, when it builds
-	sched    pier.Scheduler
-	routes   router.RouteSource // where the router finds app processes: the scheduler
-	rec      *controller.Reconciler
-	router   *router.Router
-	ssh      *builder.Server
-	sshPort  atomic.Value // string, once the builder listens
-	unfollow func()
-	builder  string                  // the pack strategy's default CNB builder
-	pack     *pack.Strategy          // the pack strategy, when it builds
-	closers  []func(context.Context) // stop what startPlatform started, last first
+	strategy  pier.BuildStrategy
+	host      *host.Strategy // the host strategy, when it builds
+	sched     pier.Scheduler
+	routes    router.RouteSource // where the router finds app processes: the scheduler
+	rec       *controller.Reconciler
+	router    *router.Router
+	ssh       *builder.Server
+	sshPublic string       // --ssh-public-host; "": localhost and the listening port
+	sshPort   atomic.Value // string, once the builder listens
+	unfollow  func()
+	builder   string                  // the pack strategy's default CNB builder
+	pack      *pack.Strategy          // the pack strategy, when it builds
+	closers   []func(context.Context) // stop what startPlatform started, last first
 
 	stopWatch func() // stops following the domains table, and waits
 
@@ -57,9 +58,14 @@ type platform struct {
 	buildSources http.Handler // the kubernetes strategy's source server, served on the internal listener
 }
 
-// gitURL is where to push an app. git over SSH dials plain localhost: ssh
-// does not resolve *.localhost names the way browsers do.
+// gitURL is where to push an app: --ssh-public-host when set (the
+// builder's address as users reach it: a load balancer, a node port), else
+// plain localhost and the port the builder listens on, since ssh does not
+// resolve *.localhost names the way browsers do.
 func (p *platform) gitURL(app string) string {
+	if p.sshPublic != "" {
+		return "ssh://git@" + p.sshPublic + "/" + app + ".git"
+	}
 	port, _ := p.sshPort.Load().(string)
 	if port == "" {
 		return ""
@@ -263,6 +269,7 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		}
 	}
 	var err error
+	p.sshPublic = o.sshPublic
 	p.ssh, err = builder.New(builder.Config{
 		Addr:     o.sshAddr,
 		DataDir:  o.dataDir,

@@ -257,6 +257,16 @@ func TestChartTemplateBuilder(t *testing.T) {
 			t.Errorf("controller args %v: no %s", c.Args, a)
 		}
 	}
+	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--ssh-public-host") }) {
+		t.Errorf("controller args %v: --ssh-public-host without builder.publicHost", c.Args)
+	}
+	// builder.publicHost: the git remotes Pier hands out name it.
+	_, pobjs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests", "--set", "builder.publicHost=git.pier.example.com"}, builderValues...)...))
+	var pd appsv1.Deployment
+	fromUnstructured(t, byKindName(pobjs)["Deployment/pier-controller"], &pd)
+	if args := pd.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--ssh-public-host=git.pier.example.com") {
+		t.Errorf("with builder.publicHost: controller args %v", args)
+	}
 	env := map[string]string{}
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
