@@ -260,6 +260,23 @@ func TestChartTemplateBuilder(t *testing.T) {
 	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--ssh-public-host") }) {
 		t.Errorf("controller args %v: --ssh-public-host without builder.publicHost", c.Args)
 	}
+	// registry.tokenService: per-app credentials from Pier's token realm.
+	{
+		_, tobjs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests",
+			"--set", "registry.tokenService=pier-registry", "--set", "registry.username=pier", "--set", "registry.passwordSecret=reg"}, builderValues...)...))
+		var td appsv1.Deployment
+		fromUnstructured(t, byKindName(tobjs)["Deployment/pier-controller"], &td)
+		found := false
+		for _, e := range td.Spec.Template.Spec.Containers[0].Env {
+			found = found || e.Name == "PIER_REGISTRY_TOKEN_SERVICE" && e.Value == "pier-registry"
+		}
+		if !found {
+			t.Error("registry.tokenService: no PIER_REGISTRY_TOKEN_SERVICE on the controller")
+		}
+	}
+	if out, err := testenv.RunHelmErr(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--set", "registry.tokenService=x"}, builderValues...)...); err == nil || !strings.Contains(out+err.Error(), "registry.tokenService needs registry.username") {
+		t.Errorf("tokenService without the platform account: %v\n%s", err, out)
+	}
 	// builder.publicHost: the git remotes Pier hands out name it.
 	_, pobjs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests", "--set", "builder.publicHost=git.pier.example.com"}, builderValues...)...))
 	var pd appsv1.Deployment
