@@ -1,6 +1,7 @@
 package pier
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -155,6 +156,39 @@ func ParseProcfile(text string) (map[string]string, error) {
 	}
 	if len(procs) == 0 {
 		return nil, Errorf(EINVALID, "the Procfile defines no process types: add a line such as \"web: ./server\"")
+	}
+	return procs, nil
+}
+
+// BuildMetadataLabel is where a Cloud Native Buildpacks lifecycle records,
+// on each image it exports, what the build made (its processes among it).
+const BuildMetadataLabel = "io.buildpacks.build.metadata"
+
+// ImageProcessTypes returns the process types (type → command line) that a
+// CNB-built image's labels declare, checked as Pier runs them: at least
+// one, each a valid process type name.
+func ImageProcessTypes(labels map[string]string) (map[string]string, error) {
+	var md struct {
+		Processes []struct {
+			Type    string   `json:"type"`
+			Command []string `json:"command"`
+			Args    []string `json:"args"`
+		} `json:"processes"`
+	}
+	if raw := labels[BuildMetadataLabel]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &md); err != nil {
+			return nil, fmt.Errorf("the built image's build metadata: %w", err)
+		}
+	}
+	procs := map[string]string{}
+	for _, p := range md.Processes {
+		if err := ValidateProcessType(p.Type); err != nil {
+			return nil, Errorf(EINVALID, "the buildpacks defined a process type Pier cannot run: %s", ErrorMessage(err))
+		}
+		procs[p.Type] = strings.Join(append(append([]string(nil), p.Command...), p.Args...), " ")
+	}
+	if len(procs) == 0 {
+		return nil, Errorf(EINVALID, "the build defined no process types: add a Procfile, such as \"web: ./server\"")
 	}
 	return procs, nil
 }

@@ -45,7 +45,13 @@ func pushBuiltImage(t *testing.T, repo string, procs map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var md buildMetadata
+	var md struct {
+		Processes []struct {
+			Type    string   `json:"type"`
+			Command []string `json:"command"`
+			Args    []string `json:"args"`
+		} `json:"processes"`
+	}
 	for typ, cmd := range procs {
 		md.Processes = append(md.Processes, struct {
 			Type    string   `json:"type"`
@@ -59,7 +65,7 @@ func pushBuiltImage(t *testing.T, repo string, procs map[string]string) string {
 		t.Fatal(err)
 	}
 	cfg := cf.Config
-	cfg.Labels = map[string]string{"io.buildpacks.build.metadata": string(raw)}
+	cfg.Labels = map[string]string{pier.BuildMetadataLabel: string(raw)}
 	if img, err = mutate.Config(img, cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,6 @@ package pack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -235,16 +234,8 @@ func (s *Strategy) buildpacks(ctx context.Context, req pier.BuildRequest, ref st
 	return &pier.BuildResult{ProcessTypes: procs}, nil
 }
 
-// buildMetadata is the part of the image label io.buildpacks.build.metadata
-// Pier reads: the process types the buildpacks (or the Procfile) defined.
-type buildMetadata struct {
-	Processes []struct {
-		Type    string   `json:"type"`
-		Command []string `json:"command"`
-		Args    []string `json:"args"`
-	} `json:"processes"`
-}
-
+// processTypes returns the process types the buildpacks (or the
+// Procfile) defined, from the built image's labels.
 func (s *Strategy) processTypes(ctx context.Context, ref string) (map[string]string, error) {
 	ins, err := s.cfg.Docker.ImageInspect(ctx, ref)
 	if err != nil {
@@ -254,23 +245,7 @@ func (s *Strategy) processTypes(ctx context.Context, ref string) (map[string]str
 	if ins.Config != nil {
 		labels = ins.Config.Labels
 	}
-	var md buildMetadata
-	if raw := labels["io.buildpacks.build.metadata"]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &md); err != nil {
-			return nil, fmt.Errorf("the built image's build metadata: %w", err)
-		}
-	}
-	procs := map[string]string{}
-	for _, p := range md.Processes {
-		if err := pier.ValidateProcessType(p.Type); err != nil {
-			return nil, pier.Errorf(pier.EINVALID, "the buildpacks defined a process type Pier cannot run: %s", pier.ErrorMessage(err))
-		}
-		procs[p.Type] = strings.Join(append(append([]string(nil), p.Command...), p.Args...), " ")
-	}
-	if len(procs) == 0 {
-		return nil, pier.Errorf(pier.EINVALID, "the build defined no process types: add a Procfile, such as \"web: ./server\"")
-	}
-	return procs, nil
+	return pier.ImageProcessTypes(labels)
 }
 
 func firstLine(s string) string {
