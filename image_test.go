@@ -124,17 +124,17 @@ func TestErrRolloutFailed(t *testing.T) {
 
 func TestImageProcessTypes(t *testing.T) {
 	md := `{"processes":[{"type":"web","command":["./server"],"args":["--port","5000"]},{"type":"worker","command":["./jobs"]}]}`
-	got, err := ImageProcessTypes(map[string]string{BuildMetadataLabel: md})
+	got, err := pier.ImageProcessTypes(map[string]string{pier.BuildMetadataLabel: md})
 	if err != nil || got["web"] != "./server --port 5000" || got["worker"] != "./jobs" || len(got) != 2 {
 		t.Fatalf("%v %v", got, err)
 	}
 	for _, labels := range []map[string]string{
 		nil,
-		{BuildMetadataLabel: `{"processes":[]}`},
-		{BuildMetadataLabel: `not json`},
-		{BuildMetadataLabel: `{"processes":[{"type":"Bad Type","command":["x"]}]}`},
+		{pier.BuildMetadataLabel: `{"processes":[]}`},
+		{pier.BuildMetadataLabel: `not json`},
+		{pier.BuildMetadataLabel: `{"processes":[{"type":"Bad Type","command":["x"]}]}`},
 	} {
-		if _, err := ImageProcessTypes(labels); err == nil {
+		if _, err := pier.ImageProcessTypes(labels); err == nil {
 			t.Errorf("%v: no error", labels)
 		}
 	}
