@@ -16,6 +16,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/internal/testenv"
 )
 
 // rawConn dials the server and reads its SSH version line, which it sends
@@ -325,7 +326,7 @@ func TestPushWaitingWhileAppIsDestroyed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	var stderr syncBuffer
+	var stderr testenv.Buffer
 	sess.Stderr = &stderr
 	pushed := make(chan error, 1)
 	go func() { pushed <- sess.Run("git-receive-pack '/shop.git'") }()

@@ -41,7 +41,7 @@ type harness struct {
 	port     string
 	deployer *fakeDeployer
 	home     string // HOME of the git and ssh clients
-	logs     *syncBuffer
+	logs     *testenv.Buffer
 }
 
 func newHarness(t *testing.T, configure func(*Config)) *harness {
@@ -62,7 +62,7 @@ func newHarness(t *testing.T, configure func(*Config)) *harness {
 		t: t, ctx: ctx, store: store,
 		deployer: &fakeDeployer{checkouts: t.TempDir()},
 		home:     t.TempDir(),
-		logs:     &syncBuffer{},
+		logs:     &testenv.Buffer{},
 	}
 	h.cfg = Config{
 		DataDir:  t.TempDir(),
@@ -328,23 +328,6 @@ func (f *fakeDeployer) Calls() []deployCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestPushDeploysMainOnly(t *testing.T) {

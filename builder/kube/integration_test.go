@@ -98,7 +98,7 @@ type buildOutcome struct {
 }
 
 // start starts a build of a small app and returns its Pod once created.
-func (e *kubeBuildEnv) start(t *testing.T, app string, out *syncBuffer) (*corev1.Pod, <-chan buildOutcome) {
+func (e *kubeBuildEnv) start(t *testing.T, app string, out *testenv.Buffer) (*corev1.Pod, <-chan buildOutcome) {
 	t.Helper()
 	done := make(chan buildOutcome, 1)
 	go func() {
@@ -201,7 +201,7 @@ func TestKubeBuild(t *testing.T) {
 	repo := e.reg + "/pier/" + app
 	digest := pushBuiltImage(t, repo, map[string]string{"web": "./server", "worker": "./worker"})
 
-	var out syncBuffer
+	var out testenv.Buffer
 	pod, done := e.start(t, app, &out)
 	if pod.Namespace != e.ns {
 		t.Fatalf("pod in %s", pod.Namespace)
@@ -267,7 +267,7 @@ func TestKubeBuildFails(t *testing.T) {
 	app := "kf-" + e.ns[len(e.ns)-6:]
 
 	// The creator fails: the push fails with its reason and last lines.
-	var out syncBuffer
+	var out testenv.Buffer
 	pod, done := e.start(t, app, &out)
 	e.end(t, pod, func(p *corev1.Pod) {
 		p.Status.Phase = corev1.PodFailed

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/internal/testenv"
 )
 
 // testRegistry is an in-memory OCI registry on loopback.
@@ -112,24 +111,6 @@ func sourceDir(t *testing.T) string {
 	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./server\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n"), 0o644)
 	return dir
-}
-
-// syncBuffer is a pusher's terminal.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestPodSpec(t *testing.T) {
@@ -296,7 +277,7 @@ func checkPod(t *testing.T, p *corev1.Pod, w podWant) {
 // fakeBuild runs a build on a fake clientset and ends its Pod with end.
 func fakeBuild(t *testing.T, s *Strategy, client *fake.Clientset, app string, end func(*corev1.Pod)) (*pier.BuildResult, string, error) {
 	t.Helper()
-	var out syncBuffer
+	var out testenv.Buffer
 	type result struct {
 		res *pier.BuildResult
 		err error
