@@ -32,45 +32,12 @@ var impersonateScheduler *rest.ImpersonationConfig
 // impersonating that ServiceAccount; then checks that requests outside the
 // role are refused.
 func TestKubeChartRBAC(t *testing.T) {
-	helm := testenv.Helm(t)
 	e := newKubeEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b := make([]byte, 3)
-	rand.Read(b)
-	ns := "rbac-" + hex.EncodeToString(b)
-	objs, err := testenv.Manifests(testenv.RunHelm(t, helm, "template", "pier", "../../deploy/helm/pier", "--namespace", ns, "--skip-tests"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The controller's: the ServiceAccount pier and the scheduler's role
 	// (the routers' are TestKubeChartRouterRBAC's).
-	rbac, sa := chartRBAC(objs, "pier", "-scheduler")
-	if len(rbac) != 3 || sa == "" {
-		t.Fatalf("the chart renders %d of ServiceAccount, ClusterRole, ClusterRoleBinding", len(rbac))
-	}
-	if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		bg := context.Background()
-		e.admin.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
-		for _, o := range rbac {
-			switch o.GetKind() {
-			case "ClusterRole":
-				e.admin.RbacV1().ClusterRoles().Delete(bg, o.GetName(), metav1.DeleteOptions{})
-			case "ClusterRoleBinding":
-				e.admin.RbacV1().ClusterRoleBindings().Delete(bg, o.GetName(), metav1.DeleteOptions{})
-			}
-		}
-	})
-	if err := testenv.ApplyManifests(ctx, e.k.Config, rbac, "pier-rbac-test", false); err != nil {
-		t.Fatal(err)
-	}
-	who := &rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + ns + ":" + sa,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}
+	ns, who := applyChartRBAC(t, ctx, e, "rbac", "pier", "-scheduler")
 
 	// Outside the role: refused.
 	rc := rest.CopyConfig(e.k.Config)
@@ -129,6 +96,49 @@ func TestKubeChartRBAC(t *testing.T) {
 	}
 }
 
+// applyChartRBAC renders the chart into a fresh namespace prefix-<random>,
+// creates that namespace and applies the ServiceAccount sa with the
+// ClusterRole and ClusterRoleBinding whose names end in suffix, all
+// removed after the test. It returns the namespace and the impersonation
+// of that ServiceAccount.
+func applyChartRBAC(t *testing.T, ctx context.Context, e *kubeEnv, prefix, sa, suffix string) (string, *rest.ImpersonationConfig) {
+	t.Helper()
+	helm := testenv.Helm(t)
+	b := make([]byte, 3)
+	rand.Read(b)
+	ns := prefix + "-" + hex.EncodeToString(b)
+	objs, err := testenv.Manifests(testenv.RunHelm(t, helm, "template", "pier", "../../deploy/helm/pier", "--namespace", ns, "--skip-tests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rbac, found := chartRBAC(objs, sa, suffix)
+	if len(rbac) != 3 || found == "" {
+		t.Fatalf("the chart renders %d of ServiceAccount %s, ClusterRole and ClusterRoleBinding *%s", len(rbac), sa, suffix)
+	}
+	if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		bg := context.Background()
+		e.admin.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
+		for _, o := range rbac {
+			switch o.GetKind() {
+			case "ClusterRole":
+				e.admin.RbacV1().ClusterRoles().Delete(bg, o.GetName(), metav1.DeleteOptions{})
+			case "ClusterRoleBinding":
+				e.admin.RbacV1().ClusterRoleBindings().Delete(bg, o.GetName(), metav1.DeleteOptions{})
+			}
+		}
+	})
+	if err := testenv.ApplyManifests(ctx, e.k.Config, rbac, "pier-rbac-test", false); err != nil {
+		t.Fatal(err)
+	}
+	return ns, &rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + ns + ":" + sa,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+	}
+}
+
 // chartRBAC picks from the chart's objects the ServiceAccount named sa and
 // the ClusterRole and ClusterRoleBinding whose names end in suffix.
 func chartRBAC(objs []*unstructured.Unstructured, sa, suffix string) ([]*unstructured.Unstructured, string) {
@@ -157,42 +167,13 @@ func chartRBAC(objs []*unstructured.Unstructured, sa, suffix string) ([]*unstruc
 // EndpointSlice; listing services and endpointslices works, and reading
 // a Secret, listing pods or namespaces, or writing anything is refused.
 func TestKubeChartRouterRBAC(t *testing.T) {
-	helm := testenv.Helm(t)
 	e := newKubeEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b := make([]byte, 3)
-	rand.Read(b)
-	ns := "rbac-router-" + hex.EncodeToString(b)
-	objs, err := testenv.Manifests(testenv.RunHelm(t, helm, "template", "pier", "../../deploy/helm/pier", "--namespace", ns, "--skip-tests"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rbac, sa := chartRBAC(objs, "pier-router", "-router")
-	if len(rbac) != 3 || sa == "" {
-		t.Fatalf("the chart renders %d of the router's ServiceAccount, ClusterRole, ClusterRoleBinding", len(rbac))
-	}
-	if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns, who := applyChartRBAC(t, ctx, e, "rbac-router", "pier-router", "-router")
 	app := e.appName(t, "rr")
 	appNS := Namespace(app)
-	t.Cleanup(func() {
-		bg := context.Background()
-		e.admin.CoreV1().Namespaces().Delete(bg, ns, metav1.DeleteOptions{})
-		e.admin.CoreV1().Namespaces().Delete(bg, appNS, metav1.DeleteOptions{})
-		for _, o := range rbac {
-			switch o.GetKind() {
-			case "ClusterRole":
-				e.admin.RbacV1().ClusterRoles().Delete(bg, o.GetName(), metav1.DeleteOptions{})
-			case "ClusterRoleBinding":
-				e.admin.RbacV1().ClusterRoleBindings().Delete(bg, o.GetName(), metav1.DeleteOptions{})
-			}
-		}
-	})
-	if err := testenv.ApplyManifests(ctx, e.k.Config, rbac, "pier-rbac-test", false); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { e.admin.CoreV1().Namespaces().Delete(context.Background(), appNS, metav1.DeleteOptions{}) })
 	// An app's web Service and one ready endpoint (a TEST-NET-1 address:
 	// the routes are only read, never dialled).
 	labels := map[string]string{LabelManagedBy: managedBy, LabelApp: app}
@@ -216,10 +197,7 @@ func TestKubeChartRouterRBAC(t *testing.T) {
 	}
 
 	rc := rest.CopyConfig(e.k.Config)
-	rc.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + ns + ":" + sa,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}
+	rc.Impersonate = *who
 	start := time.Now()
 	eps, err := NewEndpoints(rc, 30*time.Second)
 	if err != nil {
