@@ -29,7 +29,7 @@ type kubeBuildOptions struct {
 	insecure   bool
 }
 
-func (k *kubeBuildOptions) flags(fs *flag.FlagSet, env func(name, def string) string) {
+func (k *kubeBuildOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&k.namespace, "build-namespace", env("PIER_BUILD_NAMESPACE", kube.DefaultNamespace), "--build-strategy kubernetes: the namespace of the build Pods (env PIER_BUILD_NAMESPACE)")
 	fs.StringVar(&k.sourceURL, "build-source-url", env("PIER_BUILD_SOURCE_URL", ""), "--build-strategy kubernetes: the URL at which build Pods reach pierd's internal listener (--internal-addr) to fetch the pushed source, such as http://pier-internal.pier.svc:9091 (env PIER_BUILD_SOURCE_URL)")
 	fs.StringVar(&k.fetchImage, "build-fetch-image", env("PIER_BUILD_FETCH_IMAGE", kube.DefaultFetchImage), "--build-strategy kubernetes: the Pier image whose `pierd fetch-source` fetches the source in each build Pod (env PIER_BUILD_FETCH_IMAGE)")

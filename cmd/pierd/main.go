@@ -173,12 +173,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("pierd", flag.ContinueOnError)
 	fs.SetOutput(out)
-	env := func(name, def string) string {
-		if v := os.Getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
 	fs.StringVar(&o.dataDir, "data-dir", env("PIER_DATA_DIR", ".pier"), "where pierd keeps its state: the embedded database, bootstrap token (env PIER_DATA_DIR)")
 	fs.StringVar(&o.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL; empty: run an embedded Postgres in the data dir (env DATABASE_URL)")
 	fs.StringVar(&o.httpAddr, "http-addr", env("PIER_HTTP_ADDR", "127.0.0.1:8080"), "address of the HTTP API (env PIER_HTTP_ADDR)")
@@ -200,8 +194,8 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
 	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
-	o.kubeBuild.flags(fs, env)
-	o.registryToken.flags(fs, env)
+	o.kubeBuild.flags(fs)
+	o.registryToken.flags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.StringVar(&o.routerNamespace, "router-namespace", env("PIER_ROUTER_NAMESPACE", "pier"), "with --scheduler=kubernetes: the namespace of the router's pods, the only pods each app namespace's NetworkPolicy admits traffic from (env PIER_ROUTER_NAMESPACE)")
 	fs.StringVar(&o.routerSelector, "router-selector", env("PIER_ROUTER_SELECTOR", "app.kubernetes.io/name=pier,app.kubernetes.io/component=router"), "with --scheduler=kubernetes: labels of the router's pods, key=value pairs separated by commas (env PIER_ROUTER_SELECTOR)")
@@ -403,6 +397,15 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// env is the environment variable name's value, or def when it is unset or
+// empty: every flag of pierd's commands takes its default from one.
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // The API's whole-request timeouts, which bound slow clients of the API.

@@ -20,7 +20,7 @@ type registryTokenOptions struct {
 	authority *registryauth.Authority // made by start
 }
 
-func (r *registryTokenOptions) flags(fs *flag.FlagSet, env func(name, def string) string) {
+func (r *registryTokenOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&r.service, "registry-token-service", env("PIER_REGISTRY_TOKEN_SERVICE", ""), "serve the --registry's token authentication, with per-app credentials: the registry's auth.token.service, such as registry.example; its realm is <public URL>"+registryauth.TokenPath+", its rootcertbundle the certificate at <public URL>"+registryauth.CertificatePath+", its issuer \""+registryauth.DefaultIssuer+"\" (env PIER_REGISTRY_TOKEN_SERVICE)")
 }
 

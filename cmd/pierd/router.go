@@ -77,12 +77,6 @@ func routerFlags(o *routerOptions, out io.Writer) *flag.FlagSet {
 		fmt.Fprint(out, routerUsage)
 		fs.PrintDefaults()
 	}
-	env := func(name, def string) string {
-		if v := os.Getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
 	fs.StringVar(&o.controllerInternal, "controller-internal", env("PIER_CONTROLLER_INTERNAL", ""), "URL of the controller's internal listener (its --internal-addr), such as http://10.0.0.5:9091; required (env PIER_CONTROLLER_INTERNAL)")
 	fs.StringVar(&o.tokenFile, "token-file", env("PIER_TOKEN_FILE", ""), "file holding the router service token (`pier service-tokens:create --scope router`); read again at every reconnection, so it can be rotated in place; required (env PIER_TOKEN_FILE)")
 	fs.StringVar(&o.controllerURL, "controller-url", env("PIER_CONTROLLER_URL", ""), "URL of the controller's public API, where requests to pier.<domain> and <domain> go, such as http://10.0.0.5:8080; empty: those hosts answer 404 (env PIER_CONTROLLER_URL)")
