@@ -1,4 +1,4 @@
 package router
 
-// FastServed is how many requests rt's fast path proxied.
-func FastServed(rt *Router) uint64 { return rt.fastServed.Load() }
+// FastServed is how many requests s's fast path proxied.
+func FastServed(s *Server) uint64 { return s.fastServed() }

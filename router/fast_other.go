@@ -16,3 +16,4 @@ func startFast(*Router, net.Listener, *handoffListener) (*fastPath, error) {
 
 func (*fastPath) shutdown(context.Context) error { return nil }
 func (*fastPath) close()                         {}
+func (*fastPath) served() uint64                 { return 0 }

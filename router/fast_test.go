@@ -81,7 +81,7 @@ func TestFastPathRewrites(t *testing.T) {
 	be := newSpy(t, "be")
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": {be.addr}})
-	addr, _ := serve(t, rt)
+	addr, srv := serve(t, rt)
 	c := dial(t, addr)
 	io.WriteString(c, "GET /a?q=1 HTTP/1.1\r\nHost: App.Pier.Localhost:80\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"+
 		"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nX-Request-Id: mine\r\nForwarded: for=6.6.6.6\r\n"+
@@ -95,7 +95,7 @@ func TestFastPathRewrites(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "be GET /a" {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
-	if n := router.FastServed(rt); n != 1 {
+	if n := router.FastServed(srv); n != 1 {
 		t.Fatalf("the fast path served %d requests, want 1", n)
 	}
 	id := resp.Header.Get("X-Request-Id")
@@ -124,7 +124,7 @@ func TestFastPathTrustedProxy(t *testing.T) {
 	be := newSpy(t, "be")
 	rt := router.New(router.Config{Domain: "pier.localhost", TrustedProxies: mustPrefixes(t, "127.0.0.0/8")})
 	rt.SetRoutes(map[string][]string{"app": {be.addr}})
-	addr, _ := serve(t, rt)
+	addr, srv := serve(t, rt)
 	c := dial(t, addr)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: app.pier.localhost\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n"+
 		"X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.com\r\nX-Request-Id: lb-42\r\n\r\n")
@@ -133,8 +133,8 @@ func TestFastPathTrustedProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.Header.Get("X-Request-Id") != "lb-42" || router.FastServed(rt) != 1 {
-		t.Fatalf("id %q, fast %d", resp.Header.Get("X-Request-Id"), router.FastServed(rt))
+	if resp.Header.Get("X-Request-Id") != "lb-42" || router.FastServed(srv) != 1 {
+		t.Fatalf("id %q, fast %d", resp.Header.Get("X-Request-Id"), router.FastServed(srv))
 	}
 	h := be.seen()[0].header
 	for k, v := range map[string]string{"X-Forwarded-For": "1.2.3.4, 5.6.7.8, 127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com", "X-Request-Id": "lb-42"} {
@@ -158,7 +158,7 @@ func TestFastPathPipelined(t *testing.T) {
 	be := newSpy(t, "be")
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": {be.addr}})
-	addr, _ := serve(t, rt)
+	addr, srv := serve(t, rt)
 	c := dial(t, addr)
 	const host = "Host: app.pier.localhost\r\n"
 	io.WriteString(c, "GET /1 HTTP/1.1\r\n"+host+"\r\nHEAD /2 HTTP/1.1\r\n"+host+"\r\nPOST /3 HTTP/1.1\r\n"+host+"Content-Length: 3\r\n\r\nabcGET /4 HTTP/1.1\r\n"+host+"Connection: close\r\n\r\n")
@@ -168,7 +168,7 @@ func TestFastPathPipelined(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
-	if n := router.FastServed(rt); n != 4 {
+	if n := router.FastServed(srv); n != 4 {
 		t.Errorf("fast path served %d, want 4", n)
 	}
 	if s := be.seen(); len(s) != 4 || s[2].body != "abc" {
@@ -192,7 +192,7 @@ func TestFastPathBigBodies(t *testing.T) {
 	t.Cleanup(srv.Close)
 	rt := router.New(router.Config{Domain: "pier.localhost"})
 	rt.SetRoutes(map[string][]string{"app": {strings.TrimPrefix(srv.URL, "http://")}})
-	addr, _ := serve(t, rt)
+	addr, front := serve(t, rt)
 	client := &http.Client{Timeout: 30 * time.Second}
 	req, _ := http.NewRequest("POST", "http://"+addr+"/", bytes.NewReader(big))
 	req.Host = "app.pier.localhost"
@@ -217,7 +217,7 @@ func TestFastPathBigBodies(t *testing.T) {
 	if err != nil || !bytes.Equal(b, big) {
 		t.Fatalf("download: %d bytes (want %d), %v", len(b), len(big), err)
 	}
-	if n := router.FastServed(rt); n != 2 {
+	if n := router.FastServed(front); n != 2 {
 		t.Errorf("fast path served %d, want 2", n)
 	}
 }
@@ -302,7 +302,7 @@ func TestFastPathHandsOver(t *testing.T) {
 	be := newSpy(t, "be")
 	rt := router.New(router.Config{Domain: "pier.localhost", API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "api") })})
 	rt.SetRoutes(map[string][]string{"app": {be.addr}, "idle": {}})
-	addr, _ := serve(t, rt)
+	addr, srv := serve(t, rt)
 	for _, c := range []struct{ name, raw, want string }{
 		{"HTTP/1.0", "GET /old HTTP/1.0\r\nHost: app.pier.localhost\r\n\r\n", `200 "be GET /old" close`},
 		{"chunked upload", "POST /up HTTP/1.1\r\nHost: app.pier.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n", `200 "be POST /up" close`},
@@ -325,12 +325,12 @@ func TestFastPathHandsOver(t *testing.T) {
 			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
 		}
 	}
-	if n := router.FastServed(rt); n != 0 {
+	if n := router.FastServed(srv); n != 0 {
 		t.Errorf("the fast path served %d of these, want 0", n)
 	}
 	// Then a plain request on a new connection is the fast path's.
-	if codes, _ := send(t, addr, "GET / HTTP/1.1\r\nHost: app.pier.localhost\r\nConnection: close\r\n\r\n", false); len(codes) != 1 || codes[0] != 200 || router.FastServed(rt) != 1 {
-		t.Errorf("plain request: %v, fast %d", codes, router.FastServed(rt))
+	if codes, _ := send(t, addr, "GET / HTTP/1.1\r\nHost: app.pier.localhost\r\nConnection: close\r\n\r\n", false); len(codes) != 1 || codes[0] != 200 || router.FastServed(srv) != 1 {
+		t.Errorf("plain request: %v, fast %d", codes, router.FastServed(srv))
 	}
 }
 

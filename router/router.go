@@ -85,8 +85,6 @@ type Router struct {
 	wmu   sync.Mutex // serializes writers of table; readers never lock
 	table atomic.Pointer[table]
 
-	fastServed atomic.Uint64 // requests the fast path proxied (fast_linux.go), for tests
-
 	// TLS (tls.go)
 	certs        atomic.Pointer[certSet]
 	platformCert atomic.Pointer[tls.Certificate] // the platform domain's names; nil: none

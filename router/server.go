@@ -92,6 +92,17 @@ func (s *Server) Close() error {
 	return s.hs.Close()
 }
 
+// fastServed is how many requests the fast path proxied (for tests).
+func (s *Server) fastServed() uint64 {
+	s.mu.Lock()
+	fp := s.fast
+	s.mu.Unlock()
+	if fp == nil {
+		return 0
+	}
+	return fp.served()
+}
+
 func (s *Server) begin() *fastPath {
 	s.mu.Lock()
 	defer s.mu.Unlock()
