@@ -70,12 +70,15 @@ func TestCompose(t *testing.T) {
 	}
 	httpPort, sshPort := freePort(t), freePort(t)
 	env := map[string]string{
-		"DOCKER_SOCKET":       socket,
-		"DOCKER_GID":          fmt.Sprint(st.Gid),
-		"PIER_HTTP_PORT":      httpPort,
-		"PIER_SSH_PORT":       sshPort,
-		"PIER_POSTGRES_PORT":  freePort(t),
-		"PIER_REGISTRY_PORT":  freePort(t),
+		"DOCKER_SOCKET":      socket,
+		"DOCKER_GID":         fmt.Sprint(st.Gid),
+		"PIER_HTTP_PORT":     httpPort,
+		"PIER_SSH_PORT":      sshPort,
+		"PIER_POSTGRES_PORT": freePort(t),
+		"PIER_REGISTRY_PORT": freePort(t),
+		// Not the default range: other packages' tests run docker
+		// schedulers at the same time.
+		"PIER_PROCESS_PORTS":  "27000-27999",
 		"PIER_BUILDER":        builder,
 		"PIER_IMAGE":          "pier-test/pierd:compose",
 		"PIER_BUILD_IMAGE":    imgs.Build,

@@ -21,7 +21,7 @@ import (
 // dockerStack is pierd all with the pack strategy and the docker
 // scheduler, pushing to a registry with a password, as the single-host
 // install runs it.
-func dockerStack(t *testing.T) (*stack, *testenv.Registry) {
+func dockerStack(t *testing.T, apps ...string) (*stack, *testenv.Registry) {
 	t.Helper()
 	skipShort(t)
 	testenv.Docker(t)
@@ -31,19 +31,27 @@ func dockerStack(t *testing.T) (*stack, *testenv.Registry) {
 	if err := os.WriteFile(pw, []byte(reg.Password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startStack(t, "PIER_SCHEDULER=docker", "PIER_BUILD_STRATEGY=pack", "PIER_REGISTRY="+reg.Host,
+	removeAppContainers(t, apps...) // after pierd stops: cleanups run last first
+	// Its own range of ports: scheduler/docker's tests and the compose test
+	// run docker schedulers at the same time.
+	s := startStack(t, "PIER_SCHEDULER=docker", "PIER_PROCESS_PORTS=26000-26999", "PIER_BUILD_STRATEGY=pack", "PIER_REGISTRY="+reg.Host,
 		"PIER_REGISTRY_USERNAME="+reg.Username, "PIER_REGISTRY_PASSWORD_FILE="+pw, "PIER_BUILDER="+builder)
-	t.Cleanup(func() { removeAppContainers(t) })
 	return s, reg
 }
 
-// removeAppContainers removes what the docker scheduler left of the test's
-// apps: their containers outlive pierd, by design.
-func removeAppContainers(t *testing.T) {
-	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=app.kubernetes.io/managed-by=pier").Output()
-	if ids := strings.Fields(string(out)); len(ids) > 0 {
-		exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
-	}
+// removeAppContainers removes, when the test ends, what the docker
+// scheduler left of the test's apps: their containers outlive pierd, by
+// design. Only these apps': other packages' tests run containers on the
+// same daemon at the same time.
+func removeAppContainers(t *testing.T, apps ...string) {
+	t.Cleanup(func() {
+		for _, app := range apps {
+			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=io.pier.app="+app).Output()
+			if ids := strings.Fields(string(out)); len(ids) > 0 {
+				exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+			}
+		}
+	})
 }
 
 // latestBuild is the app's newest build.
@@ -80,7 +88,7 @@ func checkInRegistry(t *testing.T, reg *testenv.Registry, app, image string) {
 // the registry, recorded by digest, run by the docker scheduler and answer
 // through the router; a second push of a one-line change reuses the cache.
 func TestPackDockerSamples(t *testing.T) {
-	s, reg := dockerStack(t)
+	s, reg := dockerStack(t, "go-hello", "node-hello", "python-hello", "go-warm")
 	samples := []struct{ dir, app, detected, body string }{
 		{"go-hello", "go-hello", "Go app detected", "hello from go"},
 		{"node-hello", "node-hello", "Node.js app detected", "hello from node, built with "},
@@ -160,7 +168,7 @@ func TestPackDockerSamples(t *testing.T) {
 // built by the daemon, its Procfile giving the process types), and a broken
 // Dockerfile fails the push with the daemon's own error.
 func TestPackDockerfile(t *testing.T) {
-	s, reg := dockerStack(t)
+	s, reg := dockerStack(t, "docker-app")
 	dir := t.TempDir()
 	server := filepath.Join(dir, "server")
 	build := exec.Command("go", "build", "-o", server, "./testdata/dockerfile-app")

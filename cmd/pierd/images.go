@@ -32,6 +32,11 @@ func (o *options) check() error {
 	default:
 		return fmt.Errorf("--scheduler %q is not known: use local, docker or kubernetes", o.scheduler)
 	}
+	ports, err := parsePortRange(o.processPorts)
+	if err != nil {
+		return fmt.Errorf("--process-ports %q: %v", o.processPorts, err)
+	}
+	o.ports = ports
 	if o.buildStrategy == "" {
 		o.buildStrategy = pier.StrategyHost
 		if o.scheduler != "local" {
@@ -65,6 +70,25 @@ func (o *options) check() error {
 		}
 	}
 	return nil
+}
+
+// parsePortRange reads LO-HI; "" is the zero range (the scheduler's default).
+func parsePortRange(s string) ([2]int, error) {
+	if s == "" {
+		return [2]int{}, nil
+	}
+	lo, hi, ok := strings.Cut(s, "-")
+	a, errA := strconv.Atoi(strings.TrimSpace(lo))
+	b, errB := strconv.Atoi(strings.TrimSpace(hi))
+	switch {
+	case !ok || errA != nil || errB != nil:
+		return [2]int{}, errors.New("want a range of ports LO-HI, such as 20000-24999")
+	case a < 1024 || b > 65535:
+		return [2]int{}, errors.New("ports must lie within 1024-65535 (the ports below 1024 need privileges apps do not have)")
+	case a > b:
+		return [2]int{}, errors.New("the first port is above the last: write LO-HI")
+	}
+	return [2]int{a, b}, nil
 }
 
 // registryOf is the registry of the flags, its password read from
@@ -131,7 +155,7 @@ func remoteScheduler(ctx context.Context, o options, db *postgres.DB, log *slog.
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := docker.New(docker.Config{Client: cli, Logger: log, RegistryAuth: auth, Instance: instance})
+	s, err := docker.New(docker.Config{Client: cli, Logger: log, RegistryAuth: auth, Instance: instance, PortRange: o.ports})
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker scheduler: %w", err)
 	}

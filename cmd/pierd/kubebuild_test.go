@@ -40,3 +40,32 @@ func TestKubeBuildFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessPortsFlag: --process-ports is a range LO-HI of unprivileged
+// ports, and a bad one says how to write it.
+func TestProcessPortsFlag(t *testing.T) {
+	parse := func(args ...string) (options, error) {
+		var o options
+		if err := newFlags(&o, &bytes.Buffer{}).Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return o, o.check()
+	}
+	if o, err := parse("--scheduler", "docker", "--process-ports", "26000-26999"); err != nil || o.ports != [2]int{26000, 26999} {
+		t.Fatalf("26000-26999: %v %v", o.ports, err)
+	}
+	if o, err := parse(); err != nil || o.ports != [2]int{} {
+		t.Fatalf("default: %v %v (want the scheduler's own)", o.ports, err)
+	}
+	for arg, want := range map[string]string{
+		"20000":       "LO-HI",
+		"a-b":         "LO-HI",
+		"80-90":       "1024-65535",
+		"60000-70000": "1024-65535",
+		"3000-2000":   "first port is above the last",
+	} {
+		if _, err := parse("--process-ports", arg); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error saying %q", arg, err, want)
+		}
+	}
+}

@@ -75,6 +75,8 @@ type options struct {
 	routerNamespace             string // kubernetes: the NetworkPolicy's router peer (kube.go)
 	routerSelector              string
 	networkPolicy               bool
+	processPorts                string // local and docker: "LO-HI", checked into ports
+	ports                       [2]int
 
 	buildStrategy        string // host or pack ("": host with the local scheduler, else pack)
 	registry             string // host[:port] of the image registry (pack)
@@ -194,6 +196,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
 	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
+	fs.StringVar(&o.processPorts, "process-ports", env("PIER_PROCESS_PORTS", ""), "local and docker schedulers: the loopback ports apps' processes listen on, LO-HI inclusive, a range no other program on the host uses (two Pier installations on one host need ranges of their own); default: any free port (local), 20000-24999 (docker) (env PIER_PROCESS_PORTS)")
 	o.kubeBuild.flags(fs)
 	o.registryToken.flags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")

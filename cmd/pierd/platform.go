@@ -135,7 +135,7 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 		if err != nil {
 			return nil, err
 		}
-		s, err := docker.New(docker.Config{Client: cli, Logger: log, RegistryAuth: reg.Auth, Instance: instance})
+		s, err := docker.New(docker.Config{Client: cli, Logger: log, RegistryAuth: reg.Auth, Instance: instance, PortRange: o.ports})
 		if err != nil {
 			return nil, fmt.Errorf("docker scheduler: %w", err)
 		}
@@ -194,8 +194,9 @@ func (p *platform) startLocal(o options, log *slog.Logger) error {
 	p.host, p.strategy = hs, hs
 	p.closers = append(p.closers, func(context.Context) { hs.Close() })
 	sched, err := local.New(local.Config{
-		DataDir: filepath.Join(rt, "scheduler"),
-		Logger:  log,
+		DataDir:   filepath.Join(rt, "scheduler"),
+		Logger:    log,
+		PortRange: o.ports,
 		Launch: func(d pier.Deployment, processType string) (*exec.Cmd, error) {
 			if d.Release.Build == nil {
 				return nil, errors.New("the release has no build")

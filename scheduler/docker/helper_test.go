@@ -151,6 +151,11 @@ func newInstance(t *testing.T, cli *client.Client, instance string) *Scheduler {
 		StartTimeout: 4 * time.Second,
 		StopGrace:    3 * time.Second,
 		UpAfter:      300 * time.Millisecond,
+		// A range of this package's own: cmd/pierd's tests run docker
+		// schedulers in other processes at the same time, on the default
+		// range, and a port one of them has just chosen is still free
+		// until its container binds it.
+		PortRange: [2]int{25100, 25999},
 	})
 	if err != nil {
 		t.Fatal(err)
