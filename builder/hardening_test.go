@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -351,5 +352,48 @@ func TestPushWaitingWhileAppIsDestroyed(t *testing.T) {
 	}
 	if n := len(h.deployer.Calls()); n != 0 {
 		t.Errorf("%d deploys, want 0", n)
+	}
+}
+
+// TestRepoOfARecreatedApp: a builder that never heard of a destroy (one
+// running apart from the controller) does not hand the old app's
+// repository to a new app of the same name: the first push to the new app
+// finds an empty repository, not the old history.
+func TestRepoOfARecreatedApp(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ada := h.user("ada", false)
+	bob := h.user("bob", false)
+	h.app("shop", "ada")
+	old := h.workRepo(map[string]string{"secret.txt": "ada's"})
+	oldHead := strings.TrimSpace(h.mustGit(old, "", "rev-parse", "HEAD"))
+	h.mustGit(old, ada, "push", h.remote("shop"), "main")
+	repo := filepath.Join(h.cfg.DataDir, "repos", "shop.git")
+	if out, err := exec.Command("git", "--git-dir="+repo, "cat-file", "-e", oldHead).CombinedOutput(); err != nil {
+		t.Fatalf("the first push is not in the repository: %v %s", err, out)
+	}
+
+	if err := h.store.DestroyApp(h.ctx, "shop", "ada"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a creation time of its own
+	h.app("shop", "bob")
+	work := h.workRepo(map[string]string{"hello.txt": "bob's"})
+	out, err := h.git(work, bob, "push", h.remote("shop"), "main")
+	if err != nil {
+		t.Fatalf("bob's first push: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("git", "--git-dir="+repo, "cat-file", "-e", oldHead).CombinedOutput(); err == nil {
+		t.Fatalf("the new app's repository still holds the destroyed app's commit %s %s", oldHead, out)
+	}
+	// And the same app's next push keeps its repository.
+	next := h.commit(work, "second", map[string]string{"hello.txt": "bob's, again"})
+	h.mustGit(work, bob, "push", h.remote("shop"), "main")
+	if out, err := exec.Command("git", "--git-dir="+repo, "cat-file", "-e", next).CombinedOutput(); err != nil {
+		t.Fatalf("the second push: %v %s", err, out)
+	}
+	first := strings.TrimSpace(h.mustGit(work, "", "rev-parse", "HEAD~1"))
+	if out, err := exec.Command("git", "--git-dir="+repo, "cat-file", "-e", first).CombinedOutput(); err != nil {
+		t.Fatalf("the app's own first push is gone after its second: %v %s", err, out)
 	}
 }

@@ -52,11 +52,21 @@ const (
 	DefaultMaxUnauthenticated = 64
 )
 
+// Authorizer answers who a key belongs to and what they may do to an app:
+// pier.Store does, in pierd all; a builder running alone asks the
+// controller (builder/remote).
+type Authorizer interface {
+	UserForKey(ctx context.Context, fingerprint string) (*pier.User, error)
+	// AppAccess returns the app, and the user's role on it; ENOTFOUND
+	// when the app does not exist or the user may not see it.
+	AppAccess(ctx context.Context, app, username string) (*pier.App, string, error)
+}
+
 // Config configures a Server. DataDir, Store and Deployer are required.
 type Config struct {
 	Addr         string // listen address for ListenAndServe; DefaultAddr if empty
 	DataDir      string // holds the host key and repos/<app>.git
-	Store        pier.Store
+	Store        Authorizer
 	Deployer     Deployer
 	Logger       *slog.Logger  // slog.Default() if nil
 	MaxPushBytes int64         // bytes a push may send; DefaultMaxPushBytes if 0, no limit if < 0
@@ -351,14 +361,15 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 	defer lock.Unlock()
 	// The app may have been destroyed while this push waited (RemoveRepo
 	// held the lock): no repository for an app that is gone.
-	if _, _, err := s.cfg.Store.AppAccess(ctx, app, username); pier.ErrorCode(err) == pier.ENOTFOUND {
+	a, _, err := s.cfg.Store.AppAccess(ctx, app, username)
+	if pier.ErrorCode(err) == pier.ENOTFOUND {
 		return refuse(noAccess, app)
 	} else if err != nil {
 		log.Error("checking app access", "err", err)
 		return refuse("internal error; try again")
 	}
 
-	dir, err := s.ensureRepo(ctx, app)
+	dir, err := s.ensureRepo(ctx, app, a.CreatedAt, log)
 	if err != nil {
 		log.Error("creating repository", "err", err)
 		return refuse("internal error; try again")
@@ -551,10 +562,29 @@ func (s *Server) RemoveRepo(ctx context.Context, app string) error {
 // push. It is made under a temporary name and renamed into place, so a
 // crash never leaves a half-made repository behind. The caller holds the
 // app's push lock.
-func (s *Server) ensureRepo(ctx context.Context, app string) (string, error) {
+//
+// The repository records when its app was created (repoAppFile): a
+// repository left by a destroyed app of the same name, which a builder
+// running apart from the controller never hears of (RemoveRepo), is
+// replaced rather than handed to the new app's owner.
+func (s *Server) ensureRepo(ctx context.Context, app string, created time.Time, log *slog.Logger) (string, error) {
 	dir := s.repoDir(app)
+	mark := created.UTC().Format(time.RFC3339Nano) + "\n"
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-		return dir, nil
+		had, err := os.ReadFile(filepath.Join(dir, repoAppFile))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Made before repositories were marked: this app's.
+			return dir, os.WriteFile(filepath.Join(dir, repoAppFile), []byte(mark), 0o644)
+		case err != nil:
+			return "", err
+		case string(had) == mark:
+			return dir, nil
+		}
+		log.Info("the repository is a destroyed app's of the same name: starting a new one")
+		if err := os.RemoveAll(dir); err != nil {
+			return "", err
+		}
 	}
 	tmp, err := os.MkdirTemp(s.reposDir, ".init-"+app+"-")
 	if err != nil {
@@ -565,11 +595,18 @@ func (s *Server) ensureRepo(ctx context.Context, app string) (string, error) {
 	if _, err := s.gitOutput(ctx, "init", "--bare", "--quiet", "--template=", "--initial-branch=main", tmp); err != nil {
 		return "", err
 	}
+	if err := os.WriteFile(filepath.Join(tmp, repoAppFile), []byte(mark), 0o644); err != nil {
+		return "", err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
 	}
 	return dir, nil
 }
+
+// repoAppFile, in a bare repository, holds its app's creation time. git
+// leaves files it does not know alone.
+const repoAppFile = "pier-app"
 
 // pointHEAD makes the repo's HEAD name ref if HEAD names no existing
 // branch, so that `git clone` checks out the deployed branch (a repo whose

@@ -330,7 +330,7 @@ func InternalHandler(feed *RouterFeed, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, log, pier.Errorf(pier.ENOTFOUND, "no such internal endpoint %s %s: routers follow %s", r.Method, clipPath(r.URL.Path), RouterFeedPath))
+		writeError(w, r, log, pier.Errorf(pier.ENOTFOUND, "no such internal endpoint %s %s: routers follow %s; builders use %s (of pierd all)", r.Method, clipPath(r.URL.Path), RouterFeedPath, BuilderPathPrefix))
 	})
 	return mux
 }

@@ -62,6 +62,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/builder/tarball"
 )
 
 // Defaults for Config's zero values.
@@ -287,19 +288,19 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	b.image = s.cfg.Registry.Repository(req.App) + ":" + tagOf(req.Commit)
 	b.sourceURL = s.cfg.SourceURL + SourcePathPrefix + b.id + "/source"
 
-	tarball, err := os.CreateTemp("", "pier-build-source-*.tar.gz")
+	src, err := os.CreateTemp("", "pier-build-source-*.tar.gz")
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tarball.Name())
-	err = WriteTarball(tarball, req.SourceDir)
-	if cerr := tarball.Close(); err == nil {
+	defer os.Remove(src.Name())
+	err = tarball.Write(src, req.SourceDir)
+	if cerr := src.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pack the source: %w", err)
 	}
-	token, remove := s.cfg.Sources.Add(b.id, tarball.Name(), s.cfg.Timeout+s.cfg.StartTimeout)
+	token, remove := s.cfg.Sources.Add(b.id, src.Name(), s.cfg.Timeout+s.cfg.StartTimeout)
 	defer remove()
 	b.token = token
 

@@ -1,9 +1,6 @@
 package kube
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pierpaas/pier/builder/tarball"
 )
 
 func tarballOf(t *testing.T, dir string) string {
@@ -20,7 +19,7 @@ func tarballOf(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteTarball(f, dir); err != nil {
+	if err := tarball.Write(f, dir); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -108,32 +107,5 @@ func TestSourceServedOnlyWithItsToken(t *testing.T) {
 	sources.now = func() time.Time { return now.Add(2 * time.Minute) }
 	if code := get(srv.URL+SourcePathPrefix+"b3/source", token3); code != http.StatusNotFound {
 		t.Fatalf("expired token: %d, want 404", code)
-	}
-}
-
-func TestExtractRefusesEscapes(t *testing.T) {
-	mk := func(hs ...*tar.Header) []byte {
-		var buf bytes.Buffer
-		gz := gzip.NewWriter(&buf)
-		tw := tar.NewWriter(gz)
-		for _, h := range hs {
-			tw.WriteHeader(h)
-			if h.Typeflag == tar.TypeReg {
-				tw.Write(make([]byte, h.Size))
-			}
-		}
-		tw.Close()
-		gz.Close()
-		return buf.Bytes()
-	}
-	for name, tb := range map[string][]byte{
-		"dot-dot":     mk(&tar.Header{Typeflag: tar.TypeReg, Name: "../evil", Size: 1, Mode: 0o644}),
-		"absolute":    mk(&tar.Header{Typeflag: tar.TypeReg, Name: "/etc/evil", Size: 1, Mode: 0o644}),
-		"via symlink": mk(&tar.Header{Typeflag: tar.TypeSymlink, Name: "l", Linkname: "/tmp"}, &tar.Header{Typeflag: tar.TypeReg, Name: "l/evil", Size: 1, Mode: 0o644}),
-		"device":      mk(&tar.Header{Typeflag: tar.TypeChar, Name: "dev"}),
-	} {
-		if err := Extract(bytes.NewReader(tb), t.TempDir()); err == nil {
-			t.Errorf("%s: extracted", name)
-		}
 	}
 }

@@ -32,6 +32,9 @@ func (o *options) check() error {
 	default:
 		return fmt.Errorf("--scheduler %q is not known: use local, docker or kubernetes", o.scheduler)
 	}
+	if o.sshAddr == "off" && o.internalAddr == "off" {
+		return errors.New("--ssh-addr=off with --internal-addr=off: nothing would take git pushes; builders running alone (pierd builder) hand them over on the internal listener, so give it an address")
+	}
 	ports, err := parsePortRange(o.processPorts)
 	if err != nil {
 		return fmt.Errorf("--process-ports %q: %v", o.processPorts, err)

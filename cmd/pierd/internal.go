@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/builder/kube"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
@@ -26,9 +27,10 @@ const defaultInternalAddr = "127.0.0.1:9091"
 // own, never behind the public router. routes is where the apps' ready
 // processes are known (the scheduler), nil if nowhere here. stop closes
 // it, cutting the feeds (routers reconnect), and waits for its watches of
-// the database to end. builds, when not nil, serves build Pods their
-// source (kube.SourcePathPrefix, each build with its own token).
-func serveInternal(ctx context.Context, o options, db *postgres.DB, routes controller.RouteSource, builds http.Handler, log *slog.Logger, out io.Writer) (stop func(), err error) {
+// the database to end. more serves other components by path prefix:
+// builders running alone, build Pods fetching their source
+// (internalHandlers).
+func serveInternal(ctx context.Context, o options, db *postgres.DB, routes controller.RouteSource, more map[string]http.Handler, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	addr := o.internalAddr
 	if addr == "off" {
 		return func() {}, nil
@@ -55,9 +57,11 @@ func serveInternal(ctx context.Context, o options, db *postgres.DB, routes contr
 		feed.Run(fctx)
 	}()
 	handler := controller.InternalHandler(feed, log)
-	if builds != nil {
+	if len(more) > 0 {
 		mux := http.NewServeMux()
-		mux.Handle(kube.SourcePathPrefix, builds)
+		for prefix, h := range more {
+			mux.Handle(prefix, h)
+		}
 		mux.Handle("/", handler)
 		handler = mux
 	}
@@ -69,11 +73,39 @@ func serveInternal(ctx context.Context, o options, db *postgres.DB, routes contr
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go srv.Serve(ln)
-	fmt.Fprintf(out, "Internal listener (router feed, service tokens only) on %s\n", ln.Addr())
+	fmt.Fprintf(out, "Internal listener (router feed, builders; service tokens only) on %s\n", ln.Addr())
 	return func() {
 		// Feeds never go idle: close, rather than wait for them.
 		srv.Close()
 		cancel()
 		<-fed
 	}, nil
+}
+
+// internalHandlers are what pierd all serves on the internal listener
+// besides the router feed: the builder API, for builders running alone
+// (pierd builder), which deploy through this process's build strategy and
+// reconciler; and the sources of in-cluster builds. pierd controller has
+// neither (p is nil).
+func internalHandlers(p *platform, db *postgres.DB, api *controller.Server, log *slog.Logger) map[string]http.Handler {
+	if p == nil {
+		return nil
+	}
+	m := map[string]http.Handler{
+		controller.BuilderPathPrefix: controller.BuilderAPI(controller.BuilderAPIConfig{
+			Tokens: db,
+			Store:  db,
+			Deploy: func(ctx context.Context, d controller.BuilderDeploy) (*pier.Release, error) {
+				return p.rec.Deploy(ctx, p.strategy, controller.DeployRequest{
+					App: d.App, User: d.User, Commit: d.Commit, SourceDir: d.SourceDir, Log: d.Log,
+				})
+			},
+			AppURL: api.AppURL,
+			Logger: log.With("component", "builder-api"),
+		}),
+	}
+	if p.buildSources != nil {
+		m[kube.SourcePathPrefix] = p.buildSources
+	}
+	return m
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -112,13 +111,4 @@ func (p *platform) startKubeBuild(ctx context.Context, o options, log *slog.Logg
 	}
 	p.strategy, p.builder, p.buildSources = s, o.builder, sources
 	return nil
-}
-
-// buildSourcesOf is what the internal listener serves build Pods (their
-// source), nil unless p builds with the kubernetes strategy.
-func buildSourcesOf(p *platform) http.Handler {
-	if p == nil || p.buildSources == nil {
-		return nil
-	}
-	return p.buildSources
 }

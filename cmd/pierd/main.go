@@ -47,6 +47,9 @@ Usage:
   pierd router      run the router alone, on another machine: it follows the
                     controller's internal listener with a router service token
                     and takes no database credentials (pierd router --help)
+  pierd builder     run the git push server alone: it hands pushes to pierd all
+                    over its internal listener with a builder service token and
+                    takes no database credentials (pierd builder --help)
   pierd migrate     apply database migrations and exit
 
 Examples:
@@ -116,6 +119,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// Flags of its own: no database, no data dir (router.go).
 		return routerMain(ctx, args[1:], stdout, stderr)
 	}
+	if cmd == "builder" {
+		// The git push server alone (buildercmd.go).
+		return builderMain(ctx, args[1:], stdout, stderr)
+	}
 	if cmd == "fetch-source" {
 		// The init container of in-cluster build Pods (builder/kube).
 		return kube.FetchMain(ctx, args[1:], stdout, stderr)
@@ -182,7 +189,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.tls.certFile, "tls-cert", env("PIER_TLS_CERT", ""), "pierd all: PEM certificate chain for the platform domain's own names, such as a wildcard *.<domain> with <domain>: served on --https-addr for the API and every app without a certificate of its own; read again when it changes (env PIER_TLS_CERT)")
 	fs.StringVar(&o.tls.keyFile, "tls-key", env("PIER_TLS_KEY", ""), "pierd all: the PEM private key of --tls-cert (env PIER_TLS_KEY)")
 	fs.StringVar(&o.publicURL, "public-url", env("PIER_PUBLIC_URL", ""), "URL users reach Pier at; apps are served at <app>.<its host> (default http://pier.localhost:<http port>) (env PIER_PUBLIC_URL)")
-	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the builder's SSH server for git push (env PIER_SSH_ADDR)")
+	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "pierd all: address of the builder's SSH server for git push; off: none in this process, pushes go to builders running alone (pierd builder), which hand them over on --internal-addr (env PIER_SSH_ADDR)")
 	fs.StringVar(&o.sshPublic, "ssh-public-host", env("PIER_SSH_PUBLIC_HOST", ""), "host[:port] users push to, in the git remotes Pier hands out (ssh://git@HOST/<app>.git), when the builder is reached through a load balancer or another name, such as git.pier.example.com or 203.0.113.7:2222; default localhost and --ssh-addr's port (env PIER_SSH_PUBLIC_HOST)")
 	fs.StringVar(&o.lifecycleDir, "lifecycle-dir", env("PIER_LIFECYCLE_DIR", ""), "the CNB lifecycle binaries (default: lifecycle/ beside pierd, as make build puts them)")
 	fs.StringVar(&o.buildpacksDir, "buildpacks-dir", env("PIER_BUILDPACKS_DIR", ""), "Pier's buildpacks (default: buildpacks/ beside pierd)")
@@ -347,7 +354,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 			routes = p.routes
 		}
 	}
-	stopInternal, err := serveInternal(ctx, o, db, routes, buildSourcesOf(p), log, out)
+	stopInternal, err := serveInternal(ctx, o, db, routes, internalHandlers(p, db, api, log), log, out)
 	if err != nil {
 		ln.Close()
 		return err

@@ -269,35 +269,17 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 			return nil, err
 		}
 	}
-	var err error
+	if p.pack != nil {
+		p.rec.OnDestroy(p.pack.RemoveApp) // a destroyed app's build cache goes with it
+	}
 	p.sshPublic = o.sshPublic
-	p.ssh, err = builder.New(builder.Config{
-		Addr:     o.sshAddr,
-		DataDir:  o.dataDir,
-		Store:    db,
-		Logger:   log,
-		Deployer: builder.DeployerFunc(p.deployer(api)),
-	})
-	if err != nil {
+	if o.sshAddr == "off" {
+		// Builders running alone (pierd builder) take the pushes and hand
+		// them over on the internal listener (internalHandlers).
+		fmt.Fprintf(out, "Builder: none in this process (--ssh-addr=off); git pushes come from builders running alone (pierd builder)\n")
+	} else if err := p.serveSSH(o, db, api, log, out); err != nil {
 		return nil, err
 	}
-	// A destroyed app's repository goes with it.
-	p.rec.OnDestroy(p.ssh.RemoveRepo)
-	if p.pack != nil {
-		p.rec.OnDestroy(p.pack.RemoveApp) // and its build cache
-	}
-	ln, err := net.Listen("tcp", o.sshAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s for git pushes: %w (change it with --ssh-addr)", o.sshAddr, err)
-	}
-	go func() {
-		if err := p.ssh.Serve(ln); err != nil {
-			log.Error("builder", "err", err)
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	p.sshPort.Store(port)
-	fmt.Fprintf(out, "Builder (git push over SSH) listening on %s\n", ln.Addr())
 
 	// Bring every app back to what Postgres says it runs.
 	go func() {
@@ -463,6 +445,36 @@ func (p *platform) deployer(api *controller.Server) func(ctx context.Context, re
 		fmt.Fprintf(req.Log, "-----> Released v%d in %.1fs: %s\n", rel.Version, time.Since(start).Seconds(), api.AppURL(req.App))
 		return nil
 	}
+}
+
+// serveSSH runs the builder's SSH server for git push in this process.
+func (p *platform) serveSSH(o options, db *postgres.DB, api *controller.Server, log *slog.Logger, out io.Writer) error {
+	var err error
+	p.ssh, err = builder.New(builder.Config{
+		Addr:     o.sshAddr,
+		DataDir:  o.dataDir,
+		Store:    db,
+		Logger:   log,
+		Deployer: builder.DeployerFunc(p.deployer(api)),
+	})
+	if err != nil {
+		return err
+	}
+	// A destroyed app's repository goes with it.
+	p.rec.OnDestroy(p.ssh.RemoveRepo)
+	ln, err := net.Listen("tcp", o.sshAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s for git pushes: %w (change it with --ssh-addr)", o.sshAddr, err)
+	}
+	go func() {
+		if err := p.ssh.Serve(ln); err != nil {
+			log.Error("builder", "err", err)
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p.sshPort.Store(port)
+	fmt.Fprintf(out, "Builder (git push over SSH) listening on %s\n", ln.Addr())
+	return nil
 }
 
 func (p *platform) stop(ctx context.Context) {

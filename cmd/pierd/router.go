@@ -128,18 +128,20 @@ type usageErr struct{ error }
 
 func (e usageErr) Unwrap() error { return e.error }
 
-// readServiceToken reads a service token file.
-func readServiceToken(path string) (string, error) {
+// readServiceToken reads a service token file of a component whose token
+// has scope.
+func readServiceToken(path, scope string) (string, error) {
+	create := "`pier service-tokens:create --scope " + scope + "`"
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--token-file: %w: put the token of `pier service-tokens:create --scope router` in it", err)
+		return "", fmt.Errorf("--token-file: %w: put the token of %s in it", err, create)
 	}
 	t := strings.TrimSpace(string(b))
 	switch {
 	case t == "":
-		return "", fmt.Errorf("--token-file %s is empty: put the token of `pier service-tokens:create --scope router` in it", path)
+		return "", fmt.Errorf("--token-file %s is empty: put the token of %s in it", path, create)
 	case !strings.HasPrefix(t, pier.ServiceTokenPrefix) || strings.ContainsAny(t, " \t\r\n"):
-		return "", fmt.Errorf("--token-file %s does not hold a service token (%s...): create one with `pier service-tokens:create --scope router`; user tokens are refused", path, pier.ServiceTokenPrefix)
+		return "", fmt.Errorf("--token-file %s does not hold a service token (%s...): create one with %s; user tokens are refused", path, pier.ServiceTokenPrefix, create)
 	}
 	return t, nil
 }
@@ -191,7 +193,7 @@ func runRouter(ctx context.Context, o routerOptions, out io.Writer, log *slog.Lo
 	if err != nil {
 		return err
 	}
-	if _, err := readServiceToken(o.tokenFile); err != nil {
+	if _, err := readServiceToken(o.tokenFile, pier.ScopeRouter); err != nil {
 		return usageErr{err}
 	}
 	trusted, _ := router.ParsePrefixes(o.trustedProxies)
@@ -251,7 +253,7 @@ func runRouter(ctx context.Context, o routerOptions, out io.Writer, log *slog.Lo
 	followed := make(chan struct{})
 	feed := &client.RouterFeed{
 		URL:    o.controllerInternal,
-		Token:  func() (string, error) { return readServiceToken(o.tokenFile) },
+		Token:  func() (string, error) { return readServiceToken(o.tokenFile, pier.ScopeRouter) },
 		Logger: log.With("component", "router-feed"),
 	}
 	go func() {

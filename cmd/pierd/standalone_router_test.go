@@ -134,7 +134,7 @@ func TestStandaloneRouter(t *testing.T) {
 	internal := "127.0.0.1:" + internalPort
 	// Fixed ports: the router must find the controller again after its restart.
 	s := startStack(t, "PIER_HTTP_ADDR=127.0.0.1:"+httpPort, "PIER_INTERNAL_ADDR="+internal)
-	if !strings.Contains(s.d.out.String(), "Internal listener (router feed, service tokens only) on "+internal) {
+	if !strings.Contains(s.d.out.String(), "Internal listener (router feed, builders; service tokens only) on "+internal) {
 		t.Fatalf("no internal listener on %s:\n%s", internal, s.d.out)
 	}
 	r := s.newRepo("../../builder/host/testdata/procfile-shell", "edge")
