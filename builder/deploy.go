@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"io"
+	"os"
 )
 
 // Deployer turns a pushed commit into a running release: build, Build row,
@@ -34,3 +35,18 @@ type DeployerFunc func(ctx context.Context, req DeployRequest) error
 
 // Deploy calls f.
 func (f DeployerFunc) Deploy(ctx context.Context, req DeployRequest) error { return f(ctx, req) }
+
+// Checkout writes the pushed commit's tree into a new temporary directory
+// (CheckoutTree) for a build, and returns it and what removes it.
+func (r DeployRequest) Checkout(ctx context.Context) (dir string, remove func(), err error) {
+	dir, err = os.MkdirTemp("", "pier-src-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if err := CheckoutTree(ctx, r.Repo, r.Commit, dir); err != nil {
+		remove()
+		return "", nil, err
+	}
+	return dir, remove, nil
+}

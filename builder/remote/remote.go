@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -128,14 +127,11 @@ func (c *Controller) do(ctx context.Context, method, path string, q url.Values, 
 // sends it to the controller as a tarball, and copies the build's output
 // to the pusher until the controller says how it ended.
 func (c *Controller) Deploy(ctx context.Context, req builder.DeployRequest) error {
-	src, err := os.MkdirTemp("", "pier-src-")
+	src, remove, err := req.Checkout(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(src)
-	if err := builder.CheckoutTree(ctx, req.Repo, req.Commit, src); err != nil {
-		return err
-	}
+	defer remove()
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(tarball.Write(pw, src)) }()

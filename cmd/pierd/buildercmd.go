@@ -69,30 +69,12 @@ func builderFlags(o *builderOptions, out io.Writer) *flag.FlagSet {
 // builderMain is `pierd builder`.
 func builderMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o builderOptions
-	fs := builderFlags(&o, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	return componentMain("pierd builder", builderFlags(&o, stderr), args, stderr, func(err error) string {
 		if strings.Contains(err.Error(), "database") {
-			fmt.Fprintln(stderr, "pierd builder: it never takes database credentials: it asks the controller, with --controller-internal and --token-file")
+			return "it never takes database credentials: it asks the controller, with --controller-internal and --token-file"
 		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pierd builder: unexpected argument %q: see pierd builder --help\n", fs.Arg(0))
-		return 2
-	}
-	log := newLogger(stderr, o.logLevel)
-	if err := runBuilder(ctx, o, stdout, log); err != nil {
-		fmt.Fprintf(stderr, "pierd builder: %v\n", err)
-		var ue usageErr
-		if errors.As(err, &ue) {
-			return 2
-		}
-		return 1
-	}
-	return 0
+		return ""
+	}, func() error { return runBuilder(ctx, o, stdout, newLogger(stderr, o.logLevel)) })
 }
 
 func runBuilder(ctx context.Context, o builderOptions, out io.Writer, log *slog.Logger) error {

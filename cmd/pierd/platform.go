@@ -427,14 +427,11 @@ func apiDeadlines(h http.Handler) http.Handler {
 // it, and only then write the release.
 func (p *platform) deployer(api *controller.Server) func(ctx context.Context, req builder.DeployRequest) error {
 	return func(ctx context.Context, req builder.DeployRequest) error {
-		src, err := os.MkdirTemp("", "pier-src-")
+		src, remove, err := req.Checkout(ctx)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(src)
-		if err := builder.CheckoutTree(ctx, req.Repo, req.Commit, src); err != nil {
-			return err
-		}
+		defer remove()
 		start := time.Now()
 		rel, err := p.rec.Deploy(ctx, p.strategy, controller.DeployRequest{
 			App: req.App, User: req.User, Commit: req.Commit, SourceDir: src, Log: req.Log,

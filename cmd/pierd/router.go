@@ -97,23 +97,33 @@ func routerFlags(o *routerOptions, out io.Writer) *flag.FlagSet {
 // routerMain is `pierd router`.
 func routerMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o routerOptions
-	fs := routerFlags(&o, stderr)
+	return componentMain("pierd router", routerFlags(&o, stderr), args, stderr, func(err error) string {
+		if strings.Contains(err.Error(), "database") || strings.Contains(err.Error(), "data-dir") {
+			return "it never takes database credentials or a data dir: it follows the controller with --controller-internal and --token-file"
+		}
+		return ""
+	}, func() error { return runRouter(ctx, o, stdout, newLogger(stderr, o.logLevel)) })
+}
+
+// componentMain runs a component that stands alone (pierd router, pierd
+// builder) on its own flags: exit status 2 for a usage error, with hint's
+// advice for a flag it does not take, 1 for any other error.
+func componentMain(name string, fs *flag.FlagSet, args []string, stderr io.Writer, hint func(error) string, run func() error) int {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		if strings.Contains(err.Error(), "database") || strings.Contains(err.Error(), "data-dir") {
-			fmt.Fprintln(stderr, "pierd router: it never takes database credentials or a data dir: it follows the controller with --controller-internal and --token-file")
+		if h := hint(err); h != "" {
+			fmt.Fprintf(stderr, "%s: %s\n", name, h)
 		}
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pierd router: unexpected argument %q: see pierd router --help\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: see %s --help\n", name, fs.Arg(0), name)
 		return 2
 	}
-	log := newLogger(stderr, o.logLevel)
-	if err := runRouter(ctx, o, stdout, log); err != nil {
-		fmt.Fprintf(stderr, "pierd router: %v\n", err)
+	if err := run(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		var ue usageErr
 		if errors.As(err, &ue) {
 			return 2

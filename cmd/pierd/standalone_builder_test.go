@@ -1,75 +1,14 @@
 package main_test
 
 import (
-	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/pierpaas/pier"
-	"github.com/pierpaas/pier/internal/testenv"
 )
-
-// standaloneBuilder is a running `pierd builder`.
-type standaloneBuilder struct {
-	cmd  *exec.Cmd
-	out  *testenv.Buffer
-	done chan error
-}
-
-// startBuilder runs `pierd builder args...`, with no database credentials
-// in its environment, and waits until it listens.
-func startBuilder(t *testing.T, args ...string) *standaloneBuilder {
-	t.Helper()
-	b := &standaloneBuilder{out: &testenv.Buffer{}, done: make(chan error, 1)}
-	b.cmd = exec.Command(filepath.Join(binDir, "pierd"), append([]string{"builder"}, args...)...)
-	b.cmd.Env = append(os.Environ(), "DATABASE_URL=")
-	pr, pw := io.Pipe()
-	b.cmd.Stdout = io.MultiWriter(b.out, pw)
-	b.cmd.Stderr = b.out
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { b.done <- b.cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() {
-		if b.cmd.ProcessState == nil {
-			b.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-b.done:
-			case <-time.After(40 * time.Second):
-				b.cmd.Process.Kill()
-			}
-		}
-		if t.Failed() {
-			t.Logf("pierd builder output:\n%s", b.out)
-		}
-	})
-	listening := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if sshListening.MatchString(sc.Text()) {
-				listening <- true
-			}
-		}
-		close(listening)
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case ok := <-listening:
-		if !ok {
-			t.Fatalf("pierd builder exited before listening:\n%s", b.out)
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("pierd builder did not start:\n%s", b.out)
-	}
-	return b
-}
 
 // TestStandaloneBuilder: `pierd builder` as a process of its own, with a
 // builder service token and no database credentials, beside pierd all
@@ -104,7 +43,8 @@ func TestStandaloneBuilder(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := startBuilder(t, "--controller-internal", "http://"+internal, "--token-file", tokenFile,
+	// No database credentials in its environment.
+	b := startComponent(t, "builder", sshListening, []string{"DATABASE_URL="}, "--controller-internal", "http://"+internal, "--token-file", tokenFile,
 		"--ssh-addr", "127.0.0.1:"+sshPort, "--data-dir", filepath.Join(t.TempDir(), "builder"))
 
 	// The git remote the controller hands out names the builder.

@@ -21,46 +21,56 @@ import (
 
 var routerListening = regexp.MustCompile(`Router listening on (127\.0\.0\.1:\d+)`)
 
-// standaloneRouter is a running `pierd router`.
-type standaloneRouter struct {
+// component is a running `pierd router` or `pierd builder`.
+type component struct {
 	cmd  *exec.Cmd
 	out  *testenv.Buffer
-	addr string // 127.0.0.1:PORT
+	addr string // 127.0.0.1:PORT, as its listening line says
 	done chan error
 }
+
+// standaloneRouter is a running `pierd router`.
+type standaloneRouter struct{ *component }
 
 // startRouter runs `pierd router args...` and waits until it serves.
 func startRouter(t *testing.T, args ...string) *standaloneRouter {
 	t.Helper()
-	r := &standaloneRouter{out: &testenv.Buffer{}, done: make(chan error, 1)}
-	r.cmd = exec.Command(filepath.Join(binDir, "pierd"), append([]string{"router"}, args...)...)
 	// No database credentials anywhere in its environment either.
-	r.cmd.Env = append(os.Environ(), "DATABASE_URL=", "PIER_DATA_DIR=/nonexistent")
+	return &standaloneRouter{startComponent(t, "router", routerListening, []string{"DATABASE_URL=", "PIER_DATA_DIR=/nonexistent"}, args...)}
+}
+
+// startComponent runs `pierd name args...` with env added to the
+// environment, and waits until it prints the line listening matches.
+func startComponent(t *testing.T, name string, listening *regexp.Regexp, env []string, args ...string) *component {
+	t.Helper()
+	c := &component{out: &testenv.Buffer{}, done: make(chan error, 1)}
+	c.cmd = exec.Command(filepath.Join(binDir, "pierd"), append([]string{name}, args...)...)
+	c.cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	r.cmd.Stdout = io.MultiWriter(r.out, pw)
-	r.cmd.Stderr = r.out
-	if err := r.cmd.Start(); err != nil {
+	c.cmd.Stdout = io.MultiWriter(c.out, pw)
+	c.cmd.Stderr = c.out
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { r.done <- r.cmd.Wait(); pw.Close() }()
+	go func() { c.done <- c.cmd.Wait(); pw.Close() }()
 	t.Cleanup(func() {
-		if r.cmd.ProcessState == nil {
-			r.cmd.Process.Signal(syscall.SIGTERM)
+		if c.cmd.ProcessState == nil {
+			c.cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-r.done:
-			case <-time.After(30 * time.Second):
-				r.cmd.Process.Kill()
+			case <-c.done:
+			case <-time.After(40 * time.Second):
+				c.cmd.Process.Kill()
 			}
 		}
 		if t.Failed() {
-			t.Logf("pierd router output:\n%s", r.out)
+			t.Logf("pierd %s output:\n%s", name, c.out)
 		}
 	})
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if m := routerListening.FindStringSubmatch(sc.Text()); m != nil {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
 		}
@@ -69,14 +79,14 @@ func startRouter(t *testing.T, args ...string) *standaloneRouter {
 	select {
 	case addr, ok := <-found:
 		if !ok {
-			t.Fatalf("pierd router exited before listening:\n%s", r.out)
+			t.Fatalf("pierd %s exited before listening:\n%s", name, c.out)
 		}
-		r.addr = addr
+		c.addr = addr
 		go io.Copy(io.Discard, pr)
 	case <-time.After(time.Minute):
-		t.Fatalf("pierd router did not start:\n%s", r.out)
+		t.Fatalf("pierd %s did not start:\n%s", name, c.out)
 	}
-	return r
+	return c
 }
 
 // get fetches path with the Host header host from the router.
