@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +31,9 @@ import (
 // the Pod, own the Secret by the Pod, watch the Pod, stream its logs,
 // delete both, delete leftovers by collection); then checks that the
 // Role reaches no further: no Secret reads, nothing in other namespaces.
+// The rights are the controller's (pierd all --ssh-addr=off runs the
+// build strategy): the builder's own pods (pierd builder) mount no
+// service-account token and no binding names their ServiceAccount.
 func TestKubeBuildChartRBAC(t *testing.T) {
 	helm := testenv.Helm(t)
 	k := testenv.KubeCluster(t)
@@ -46,6 +52,7 @@ func TestKubeBuildChartRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkChartBuilderPods(t, objs)
 	// The controller's identity and rights; the routers' are not needed.
 	var rbac []*unstructured.Unstructured
 	for _, o := range objs {
@@ -138,4 +145,58 @@ func TestKubeBuildChartRBAC(t *testing.T) {
 	defer func() { impersonateBuilder, chartBuildNamespace = nil, "" }()
 	t.Run("Build", TestKubeBuild)
 	t.Run("BuildFails", TestKubeBuildFails)
+}
+
+// checkChartBuilderPods checks the chart's split of the builder: the
+// controller builds but takes no pushes (--ssh-addr=off), the builder's
+// Deployment runs pierd builder with no Kubernetes credentials, under a
+// ServiceAccount no rendered binding names.
+func checkChartBuilderPods(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	deployments := map[string]*appsv1.Deployment{}
+	bound := map[string]bool{}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Deployment":
+			var d appsv1.Deployment
+			fromUnstructuredJSON(t, o, &d)
+			deployments[d.Name] = &d
+		case "RoleBinding", "ClusterRoleBinding":
+			subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			for _, sub := range subjects {
+				if m, ok := sub.(map[string]any); ok {
+					bound[m["name"].(string)] = true
+				}
+			}
+		}
+	}
+	ctl, b := deployments["pier-controller"], deployments["pier-builder"]
+	if ctl == nil || b == nil {
+		t.Fatalf("the chart renders Deployments %v, want pier-controller and pier-builder", deployments)
+	}
+	if args := ctl.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--ssh-addr=off") || !slices.Contains(args, "--build-strategy=kubernetes") {
+		t.Errorf("controller args %v, want --build-strategy=kubernetes --ssh-addr=off", args)
+	}
+	ps := b.Spec.Template.Spec
+	if args := ps.Containers[0].Args; len(args) == 0 || args[0] != "builder" {
+		t.Errorf("builder args %v, want pierd builder", args)
+	}
+	sa := ps.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken || bound[sa] {
+		t.Errorf("builder pods: service account %q (bound: %v), automount %v; want no Kubernetes credentials", sa, bound[sa], ps.AutomountServiceAccountToken)
+	}
+}
+
+func fromUnstructuredJSON(t *testing.T, o *unstructured.Unstructured, into any) {
+	t.Helper()
+	b, err := o.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		t.Fatal(err)
+	}
 }

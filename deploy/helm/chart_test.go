@@ -64,6 +64,7 @@ func TestChartLint(t *testing.T) {
 		append([]string{"--set", "router.endpoints=controller"}, builderValues...),
 		append([]string{"--set", "builder.service.type=NodePort", "--set", "builder.service.nodePort=30022", "--set", "builder.persistence.enabled=true", "--set", "registry.insecure=true"}, builderValues...),
 		append([]string{"--set", "builder.hostKey.existingSecret=my-host-key", "--set", "builder.persistence.enabled=true", "--set", "builder.persistence.existingClaim=my-claim"}, builderValues...),
+		append([]string{"--set", "builder.replicas=2", "--set", "builder.tokenSecret=my-builder-token", "--set", "builder.publicHost=git.pier.example.com"}, builderValues...),
 	} {
 		testenv.RunHelm(t, helm, append([]string{"lint", "--strict", chartDir}, set...)...)
 	}
@@ -74,6 +75,7 @@ func TestChartLint(t *testing.T) {
 		"a namespace of their own": append([]string{"--set", "builder.namespace=pier"}, builderValues...),
 		"uid and builder.gid":      append([]string{"--set", "builder.uid=0"}, builderValues...),
 		"keep it at 1":             {"--set", "controller.replicas=2"},
+		"ReadWriteOnce":            append([]string{"--set", "builder.persistence.enabled=true", "--set", "builder.replicas=2"}, builderValues...),
 	} {
 		_, err := testenv.RunHelmErr(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier"}, set...)...)
 		if err == nil || !strings.Contains(err.Error(), what) {
@@ -213,14 +215,18 @@ func TestChartTemplate(t *testing.T) {
 }
 
 // TestChartTemplateBuilder checks builder.enabled's objects: the
-// controller runs pierd all without its router, with the kubernetes build
-// strategy; the builder's SSH Service selects it; the host key is a
-// Secret pierd can read, copied into the data dir by an init container;
-// the build namespace and its Role hold exactly what builder/kube does.
+// controller runs pierd all without its router nor SSH server
+// (--ssh-addr=off), with the kubernetes build strategy; the builder is a
+// Deployment of its own (pierd builder, no Kubernetes credentials, its
+// token from a Secret the operator makes), which the SSH Service selects
+// and which reaches the controller's internal listener; the host key is a
+// Secret pierd can read, copied into the builder's data dir by an init
+// container; the build namespace and its Role hold exactly what
+// builder/kube does.
 func TestChartTemplateBuilder(t *testing.T) {
 	helm := testenv.Helm(t)
 	got, objs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests"}, builderValues...)...))
-	want := map[string]int{"Namespace": 1, "Secret": 1, "Role": 1, "RoleBinding": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 3, "Deployment": 2, "PodDisruptionBudget": 1}
+	want := map[string]int{"Namespace": 1, "Secret": 1, "Role": 1, "RoleBinding": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 3, "Deployment": 3, "PodDisruptionBudget": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("builder render: %v, want %v", got, want)
 	}
@@ -240,7 +246,8 @@ func TestChartTemplateBuilder(t *testing.T) {
 		t.Error("no build namespace pier-builds")
 	}
 
-	// The controller: pierd all --router=false, building in the cluster.
+	// The controller: pierd all --router=false --ssh-addr=off, building in
+	// the cluster.
 	var d appsv1.Deployment
 	fromUnstructured(t, idx["Deployment/pier-controller"], &d)
 	ps := d.Spec.Template.Spec
@@ -249,7 +256,7 @@ func TestChartTemplateBuilder(t *testing.T) {
 		t.Errorf("controller args %v, want pierd all --router=false", c.Args)
 	}
 	for _, a := range []string{
-		"--scheduler=kubernetes", "--build-strategy=kubernetes", "--ssh-addr=:2222", "--internal-addr=:9091",
+		"--scheduler=kubernetes", "--build-strategy=kubernetes", "--ssh-addr=off", "--internal-addr=:9091",
 		"--build-source-url=http://pier-controller.pier.svc:9091", "--build-namespace=pier-builds",
 		"--build-fetch-image=pier/pierd:0.1.0", "--build-timeout=15m", "--build-uid=1000", "--build-gid=1000",
 	} {
@@ -295,33 +302,93 @@ func TestChartTemplateBuilder(t *testing.T) {
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["ssh"] != 2222 || ports["internal"] != 9091 {
-		t.Errorf("controller ports %v", ports)
+	if _, ssh := ports["ssh"]; ssh || ports["internal"] != 9091 {
+		t.Errorf("controller ports %v, want internal and no ssh", ports)
 	}
 	if ps.AutomountServiceAccountToken == nil || !*ps.AutomountServiceAccountToken || ps.ServiceAccountName != "pier" {
 		t.Error("controller: no service account token")
 	}
+	if len(ps.InitContainers) != 0 {
+		t.Errorf("controller init containers: %d, want none (the host key is the builder's)", len(ps.InitContainers))
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range ps.Volumes {
+		vols[v.Name] = v
+	}
+	if v, ok := vols["ssh-host-key"]; ok {
+		t.Errorf("controller mounts the host key: %+v", v)
+	}
+	if v := vols["data"]; v.EmptyDir == nil {
+		t.Errorf("controller data volume: %+v, want an emptyDir", v)
+	}
+
+	// The builder: pierd builder alone, no Kubernetes credentials, the
+	// controller's internal listener with its token from a Secret.
+	var bd appsv1.Deployment
+	if idx["Deployment/pier-builder"] == nil {
+		t.Fatal("no builder Deployment pier-builder")
+	}
+	fromUnstructured(t, idx["Deployment/pier-builder"], &bd)
+	bps := bd.Spec.Template.Spec
+	bc := bps.Containers[0]
+	if bd.Spec.Template.Labels["app.kubernetes.io/component"] != "builder" || *bd.Spec.Replicas != 1 || bd.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		t.Errorf("builder Deployment: labels %v, replicas %d, strategy %s", bd.Spec.Template.Labels, *bd.Spec.Replicas, bd.Spec.Strategy.Type)
+	}
+	if bps.AutomountServiceAccountToken == nil || *bps.AutomountServiceAccountToken || bps.ServiceAccountName != "" {
+		t.Errorf("builder pods: automount %v, service account %q, want no Kubernetes credentials", bps.AutomountServiceAccountToken, bps.ServiceAccountName)
+	}
+	if want := []string{"builder", "--controller-internal=http://pier-controller.pier.svc:9091", "--token-file=/var/run/pier/builder-token/token", "--ssh-addr=:2222", "--data-dir=/var/lib/pier", "--log-level=info"}; !slices.Equal(bc.Args, want) {
+		t.Errorf("builder args %v, want %v", bc.Args, want)
+	}
+	if len(bc.Env) != 0 || len(bc.EnvFrom) != 0 {
+		t.Errorf("builder env %v %v: it takes no database credentials", bc.Env, bc.EnvFrom)
+	}
+	if bc.Image != c.Image || len(bc.Ports) != 1 || bc.Ports[0].Name != "ssh" || bc.Ports[0].ContainerPort != 2222 {
+		t.Errorf("builder image %s, ports %+v", bc.Image, bc.Ports)
+	}
+	for what, p := range map[string]*corev1.Probe{"startup": bc.StartupProbe, "readiness": bc.ReadinessProbe, "liveness": bc.LivenessProbe} {
+		if p == nil || p.TCPSocket == nil || p.TCPSocket.Port.String() != "ssh" {
+			t.Errorf("builder %s probe %+v, want tcpSocket on ssh", what, p)
+		}
+	}
+	if bc.Resources.Requests.Cpu().IsZero() || bc.Resources.Requests.Memory().IsZero() || bc.Resources.Limits.Memory().IsZero() {
+		t.Errorf("builder resources %+v", bc.Resources)
+	}
+	if bc.SecurityContext == nil || bc.SecurityContext.ReadOnlyRootFilesystem == nil || !*bc.SecurityContext.ReadOnlyRootFilesystem ||
+		bps.SecurityContext == nil || bps.SecurityContext.RunAsNonRoot == nil || !*bps.SecurityContext.RunAsNonRoot {
+		t.Error("builder: not hardened")
+	}
 	// The host key: from its Secret, installed 0600 into the data dir,
 	// where pierd's builder loads it.
-	if len(ps.InitContainers) != 1 {
-		t.Fatalf("controller init containers: %d, want 1 (the host key)", len(ps.InitContainers))
+	if len(bps.InitContainers) != 1 {
+		t.Fatalf("builder init containers: %d, want 1 (the host key)", len(bps.InitContainers))
 	}
-	ic := ps.InitContainers[0]
+	ic := bps.InitContainers[0]
 	if strings.Join(ic.Command, " ") != "install -m 0600 /var/run/pier/ssh-host-key/ssh_host_ed25519_key /var/lib/pier/ssh_host_ed25519_key" || ic.Image != c.Image {
 		t.Errorf("host key init container: %v (image %s)", ic.Command, ic.Image)
 	}
 	if ic.SecurityContext == nil || ic.SecurityContext.ReadOnlyRootFilesystem == nil || !*ic.SecurityContext.ReadOnlyRootFilesystem || ic.Resources.Requests.Memory().IsZero() {
 		t.Error("host key init container: not hardened, or no requests")
 	}
-	vols := map[string]corev1.Volume{}
-	for _, v := range ps.Volumes {
+	vols = map[string]corev1.Volume{}
+	for _, v := range bps.Volumes {
 		vols[v.Name] = v
 	}
 	if v := vols["ssh-host-key"]; v.Secret == nil || v.Secret.SecretName != "pier-builder-ssh" {
 		t.Errorf("host key volume: %+v", v)
 	}
+	if v := vols["token"]; v.Secret == nil || v.Secret.SecretName != "pier-builder-token" || len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "token" {
+		t.Errorf("builder token volume: %+v", v)
+	}
 	if v := vols["data"]; v.EmptyDir == nil {
-		t.Errorf("data volume without persistence: %+v, want an emptyDir", v)
+		t.Errorf("builder data volume without persistence: %+v, want an emptyDir", v)
+	}
+	mounts := map[string]string{}
+	for _, m := range bc.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	if mounts["data"] != "/var/lib/pier" || mounts["token"] != "/var/run/pier/builder-token" || mounts["tmp"] != "/tmp" {
+		t.Errorf("builder mounts %v", mounts)
 	}
 	var sec corev1.Secret
 	fromUnstructured(t, idx["Secret/pier-builder-ssh"], &sec)
@@ -336,24 +403,25 @@ func TestChartTemplateBuilder(t *testing.T) {
 		t.Errorf("host key type %s, want ed25519", signer.PublicKey().Type())
 	}
 
-	// The SSH Service: port 22 to the controller pods' ssh port.
+	// The SSH Service: port 22 to the builder pods' ssh port.
 	var svc corev1.Service
 	fromUnstructured(t, idx["Service/pier-builder"], &svc)
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 22 || svc.Spec.Ports[0].TargetPort.String() != "ssh" {
 		t.Errorf("builder Service: type %s, ports %+v", svc.Spec.Type, svc.Spec.Ports)
 	}
-	if fmt.Sprint(svc.Spec.Selector) != fmt.Sprint(d.Spec.Selector.MatchLabels) {
-		t.Errorf("builder Service selects %v, the controller's pods are %v", svc.Spec.Selector, d.Spec.Selector.MatchLabels)
+	if fmt.Sprint(svc.Spec.Selector) != fmt.Sprint(bd.Spec.Selector.MatchLabels) || svc.Spec.Selector["app.kubernetes.io/component"] != "builder" {
+		t.Errorf("builder Service selects %v, the builder's pods are %v", svc.Spec.Selector, bd.Spec.Selector.MatchLabels)
 	}
-	// The internal listener, as build Pods reach it (--build-source-url):
-	// the controller's Service's port 9091.
+	// The internal listener, as build Pods (--build-source-url) and the
+	// builder's pods (--controller-internal) reach it: the controller's
+	// Service's port 9091.
 	fromUnstructured(t, idx["Service/pier-controller"], &svc)
 	internal := false
 	for _, p := range svc.Spec.Ports {
 		internal = internal || (p.Port == 9091 && p.TargetPort.String() == "internal")
 	}
 	if !internal || fmt.Sprint(svc.Spec.Selector) != fmt.Sprint(d.Spec.Selector.MatchLabels) {
-		t.Errorf("controller Service: ports %+v, selector %v: build Pods cannot reach the internal listener", svc.Spec.Ports, svc.Spec.Selector)
+		t.Errorf("controller Service: ports %+v, selector %v: build Pods and builders cannot reach the internal listener", svc.Spec.Ports, svc.Spec.Selector)
 	}
 
 	// The build namespace's Role: exactly builder/kube's verbs.
@@ -382,12 +450,24 @@ func TestChartTemplateBuilder(t *testing.T) {
 		t.Errorf("with persistence and an existing host key: %v", got)
 	}
 	fromUnstructured(t, idx["Deployment/pier-controller"], &d)
-	vols = map[string]corev1.Volume{}
 	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "data" && v.EmptyDir == nil {
+			t.Errorf("controller data volume with builder.persistence: %+v, want an emptyDir (the volume is the builder's)", v)
+		}
+	}
+	if pvc := idx["PersistentVolumeClaim/pier-data"]; pvc == nil || pvc.GetLabels()["app.kubernetes.io/component"] != "builder" {
+		t.Errorf("the data PersistentVolumeClaim pier-data: %v", pvc)
+	}
+	fromUnstructured(t, idx["Deployment/pier-builder"], &bd)
+	if bd.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("builder with a ReadWriteOnce volume: strategy %s, want Recreate", bd.Spec.Strategy.Type)
+	}
+	vols = map[string]corev1.Volume{}
+	for _, v := range bd.Spec.Template.Spec.Volumes {
 		vols[v.Name] = v
 	}
 	if v := vols["data"]; v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != "pier-data" {
-		t.Errorf("data volume with persistence: %+v", v)
+		t.Errorf("builder data volume with persistence: %+v", v)
 	}
 	if v := vols["ssh-host-key"]; v.Secret == nil || v.Secret.SecretName != "my-host-key" {
 		t.Errorf("host key volume with an existing Secret: %+v", v)
@@ -430,10 +510,11 @@ func fromUnstructured(t *testing.T, o *unstructured.Unstructured, into any) {
 
 // TestChartInstallKube applies the rendered chart to the tests' control
 // plane (server-side apply: a dry run, then for real) in a fresh namespace
-// and waits for the controller's and router's Deployments to be Available
-// on kwok's nodes: with the default values, and with the builder on
-// (pierd all --router=false, its SSH Service, host key Secret, build
-// namespace and Role). kwok runs no containers: pods become Ready by
+// and waits for every Deployment to be Available on kwok's nodes: the
+// controller's and router's with the default values, and the builder's
+// too with the builder on (pierd all --router=false --ssh-addr=off, pierd
+// builder with no service-account token, its SSH Service, host key
+// Secret, build namespace and Role). kwok runs no containers: pods become Ready by
 // kwok's stages, images need not exist, and the helm test Pod cannot run
 // (it is left out, as --skip-tests does).
 func TestChartInstallKube(t *testing.T) {
@@ -465,8 +546,34 @@ func TestChartInstallKube(t *testing.T) {
 		if err != nil || len(pods.Items) != 1 {
 			t.Fatalf("controller pods: %v", err)
 		}
-		if p := pods.Items[0]; len(p.Status.InitContainerStatuses) != 1 || p.Status.InitContainerStatuses[0].State.Terminated == nil {
+		if p := pods.Items[0]; !slices.Contains(p.Spec.Containers[0].Args, "--ssh-addr=off") || len(p.Spec.InitContainers) != 0 {
+			t.Errorf("controller pod: args %v, %d init containers; want --ssh-addr=off and none", p.Spec.Containers[0].Args, len(p.Spec.InitContainers))
+		}
+		pods, err = admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=builder"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("builder pods: %v (%d)", err, len(pods.Items))
+		}
+		p := pods.Items[0]
+		if len(p.Status.InitContainerStatuses) != 1 || p.Status.InitContainerStatuses[0].State.Terminated == nil {
 			t.Errorf("the host key init container did not complete: %+v", p.Status.InitContainerStatuses)
+		}
+		if args := p.Spec.Containers[0].Args; len(args) == 0 || args[0] != "builder" || !slices.Contains(args, "--controller-internal=http://pier-controller."+ns+".svc:9091") {
+			t.Errorf("builder pod args %v, want pierd builder and the controller's internal Service", args)
+		}
+		if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
+			t.Errorf("builder pod: automountServiceAccountToken %v, want false", p.Spec.AutomountServiceAccountToken)
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.Projected != nil {
+				t.Errorf("builder pod has a projected volume %s (a service-account token?)", v.Name)
+			}
+		}
+		for _, c := range p.Spec.Containers {
+			for _, m := range c.VolumeMounts {
+				if strings.HasPrefix(m.MountPath, "/var/run/secrets/kubernetes.io") {
+					t.Errorf("builder pod mounts %s", m.MountPath)
+				}
+			}
 		}
 	})
 }
@@ -523,11 +630,13 @@ func installKube(t *testing.T, helm string, k *testenv.Kube, set ...string) stri
 	}
 	t.Logf("server-side apply dry run of %d objects: %s", len(dry), time.Since(start).Round(time.Millisecond))
 
-	// The Secrets the operator makes (README): the database URL and the
-	// router's token. Placeholders: nothing runs them here.
+	// The Secrets the operator makes (README): the database URL, the
+	// router's token and the builder's. Placeholders: nothing runs them
+	// here.
 	for name, data := range map[string]map[string]string{
-		"pier-database":     {"url": "postgres://pier:placeholder@db.invalid:5432/pier"},
-		"pier-router-token": {"token": "placeholder"},
+		"pier-database":      {"url": "postgres://pier:placeholder@db.invalid:5432/pier"},
+		"pier-router-token":  {"token": "placeholder"},
+		"pier-builder-token": {"token": "placeholder"},
 	} {
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
 		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
@@ -538,7 +647,13 @@ func installKube(t *testing.T, helm string, k *testenv.Kube, set ...string) stri
 	if err := testenv.ApplyManifests(ctx, cfg, objs, "pier-chart-test", false); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"pier-controller", "pier-router"} {
+	var deployments []string
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			deployments = append(deployments, o.GetName())
+		}
+	}
+	for _, name := range deployments {
 		for {
 			d, err := admin.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -568,9 +683,14 @@ func installKube(t *testing.T, helm string, k *testenv.Kube, set ...string) stri
 			t.Errorf("pod %s on %q, not a kwok node", p.Name, p.Spec.NodeName)
 		}
 	}
-	if len(pods.Items) != 3 {
-		t.Errorf("%d pods, want 3 (1 controller, 2 routers)", len(pods.Items))
+	wantPods := 3 // 1 controller, 2 routers
+	if slices.Contains(deployments, "pier-builder") {
+		wantPods++ // 1 builder
 	}
+	if len(pods.Items) != wantPods {
+		t.Errorf("%d pods, want %d (1 controller, 2 routers, and a builder with the builder on)", len(pods.Items), wantPods)
+	}
+	t.Logf("Deployments Available: %v", deployments)
 	return ns
 }
 

@@ -42,6 +42,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{ .Values.router.tokenSecret | default (printf "%s-router-token" (include "pier.fullname" .)) }}
 {{- end -}}
 
+{{- define "pier.builderTokenSecret" -}}
+{{ .Values.builder.tokenSecret | default (printf "%s-builder-token" (include "pier.fullname" .)) }}
+{{- end -}}
+
 {{- define "pier.publicURL" -}}
 {{ .Values.publicURL | default (printf "http://%s" .Values.domain) }}
 {{- end -}}
@@ -76,7 +80,7 @@ seccompProfile:
 {{- .Values.builder.hostKey.existingSecret | default (printf "%s-builder-ssh" (include "pier.fullname" .)) -}}
 {{- end -}}
 
-{{/* The controller's internal listener as pods of other namespaces (build Pods) reach it. */}}
+{{/* The controller's internal listener as other pods reach it: build Pods (another namespace) and the builder's. */}}
 {{- define "pier.internalURL" -}}
 http://{{ include "pier.fullname" . }}-controller.{{ .Release.Namespace }}.svc:{{ .Values.controller.internalPort }}
 {{- end -}}
