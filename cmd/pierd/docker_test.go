@@ -31,7 +31,11 @@ func dockerStack(t *testing.T, apps ...string) (*stack, *testenv.Registry) {
 	if err := os.WriteFile(pw, []byte(reg.Password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	removeAppContainers(t, apps...) // after pierd stops: cleanups run last first
+	// After pierd stops (cleanups run last first): the containers, then
+	// the images pack left in the daemon, named after this test's own
+	// registry.
+	t.Cleanup(func() { removeImages(t, reg.Host+"/*/*") })
+	removeAppContainers(t, apps...)
 	// Its own range of ports: scheduler/docker's tests and the compose test
 	// run docker schedulers at the same time.
 	s := startStack(t, "PIER_SCHEDULER=docker", "PIER_PROCESS_PORTS=26000-26999", "PIER_BUILD_STRATEGY=pack", "PIER_REGISTRY="+reg.Host,
