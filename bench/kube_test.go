@@ -33,6 +33,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -41,6 +42,7 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	"k8s.io/client-go/informers"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -145,6 +147,11 @@ func TestKubeAppsAtScale(t *testing.T) {
 	}
 	if err := sameObjects(ctx, admin, r.pier.apps[0], r.floor.apps[0]); err != nil {
 		t.Errorf("the floor does not write what Pier writes: %v", err)
+	}
+	// The same objects in as many writes: a write the floor does not send
+	// (an object written again because a cache lagged) is Pier's waste.
+	if pw, fw := r.pier.reqs.writes(), r.floor.reqs.writes(); pw > fw {
+		t.Errorf("Pier's scheduler sent %d writes for %d apps, the floor %d for the same objects", pw, o.apps, fw)
 	}
 
 	// Steady state: nothing changes, and users look at their apps. The
@@ -608,6 +615,9 @@ func (f *kubeFloor) deploy(ctx context.Context, app string) error {
 	if _, err := f.cs.CoreV1().Services(ns).Apply(ctx, floorService(app), opts); err != nil {
 		return err
 	}
+	if _, err := f.cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx, floorNetworkPolicy(app), opts); err != nil {
+		return err
+	}
 	// Pier's own bound on a rollout.
 	timer := time.NewTimer(kubernetes.DefaultRolloutTimeout)
 	defer timer.Stop()
@@ -697,6 +707,20 @@ func floorService(app string) *corev1ac.ServiceApplyConfiguration {
 				WithTargetPort(intstr.FromInt32(kubernetes.DefaultPort))))
 }
 
+// floorNetworkPolicy is the app namespace's default-deny ingress policy,
+// admitting the router's pods only (scheduler/kubernetes/netpol.go).
+func floorNetworkPolicy(app string) *networkingv1ac.NetworkPolicyApplyConfiguration {
+	return networkingv1ac.NetworkPolicy(kubernetes.NetworkPolicyName, kubernetes.Namespace(app)).
+		WithLabels(floorLabels(app, "", false)).
+		WithSpec(networkingv1ac.NetworkPolicySpec().
+			WithPodSelector(metav1ac.LabelSelector()).
+			WithPolicyTypes(networkingv1.PolicyTypeIngress).
+			WithIngress(networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(networkingv1ac.NetworkPolicyPeer().
+					WithNamespaceSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{"kubernetes.io/metadata.name": kubernetes.DefaultRouterNamespace})).
+					WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(kubernetes.DefaultRouterPodLabels())))))
+}
+
 // sameObjects compares what Pier made for app p with what the floor made
 // for app f, with the app names taken out: namespace labels, the config
 // Secret, the web Deployment's labels and spec, and the Service's (without
@@ -709,6 +733,8 @@ func sameObjects(ctx context.Context, cs k8s.Interface, p, f string) error {
 		Dep       appsv1.DeploymentSpec
 		SvcLabels map[string]string
 		Svc       corev1.ServiceSpec
+		NPLabels  map[string]string
+		NP        networkingv1.NetworkPolicySpec
 	}
 	read := func(app string) (*objects, error) {
 		ns := kubernetes.Namespace(app)
@@ -728,6 +754,10 @@ func sameObjects(ctx context.Context, cs k8s.Interface, p, f string) error {
 		if err != nil {
 			return nil, err
 		}
+		np, err := cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, kubernetes.NetworkPolicyName, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
 		o := &objects{
 			NSLabels:  anonymous(n.Labels, app),
 			Secret:    corev1.Secret{ObjectMeta: metav1.ObjectMeta{Labels: anonymous(sec.Labels, app)}, Type: sec.Type, Data: sec.Data},
@@ -735,6 +765,8 @@ func sameObjects(ctx context.Context, cs k8s.Interface, p, f string) error {
 			Dep:       dep.Spec,
 			SvcLabels: anonymous(svc.Labels, app),
 			Svc:       svc.Spec,
+			NPLabels:  anonymous(np.Labels, app),
+			NP:        np.Spec,
 		}
 		o.Dep.Selector.MatchLabels = anonymous(o.Dep.Selector.MatchLabels, app)
 		o.Dep.Template.Labels = anonymous(o.Dep.Template.Labels, app)

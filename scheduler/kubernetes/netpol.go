@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -100,11 +101,22 @@ func (s *Scheduler) ensureNetworkPolicy(ctx context.Context, app string) error {
 		return nil
 	}
 	cfg, digest := s.networkPolicyConfig(app)
-	if np, err := s.netpols.NetworkPolicies(Namespace(app)).Get(NetworkPolicyName); err == nil && np.Annotations[annotationPolicy] == digest && np.DeletionTimestamp == nil {
+	ns := Namespace(app)
+	cached := func() (bool, error) {
+		np, err := s.netpols.NetworkPolicies(ns).Get(NetworkPolicyName)
+		return err == nil && np.Annotations[annotationPolicy] == digest && np.DeletionTimestamp == nil, nil
+	}
+	if ok, _ := cached(); ok {
 		return nil
 	}
-	if _, err := s.client.NetworkingV1().NetworkPolicies(Namespace(app)).Apply(ctx, cfg, applyOpts); err != nil {
+	if _, err := s.client.NetworkingV1().NetworkPolicies(ns).Apply(ctx, cfg, applyOpts); err != nil {
 		return s.apiError(err, "applying the NetworkPolicy of %s", app)
 	}
+	// Wait (briefly) for the cache to have it, as ensureNamespace does:
+	// the app's next Apply, often moments later (apps:create, then the
+	// first build), then finds it there rather than writing it again.
+	timer := time.NewTimer(namespaceCacheWait)
+	defer timer.Stop()
+	s.until(ctx, ns, timer.C, cached)
 	return nil
 }
