@@ -4,9 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
 
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/builder/pack"
@@ -57,6 +62,7 @@ func TestBuild(t *testing.T) {
 	}
 	app := "pack-go"
 	t.Cleanup(func() { removeCache(t, app) })
+	t.Cleanup(func() { removeImages(t, cli, reg.Host+"/pier/"+app) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	log := &testenv.Buffer{}
@@ -77,6 +83,24 @@ func TestBuild(t *testing.T) {
 	}
 	if strings.Contains(log.String(), reg.Password) {
 		t.Fatal("the build log holds the registry's password")
+	}
+
+	// The next build's image replaces this one's in the daemon (it stays
+	// in the registry): one image per app, not one per push.
+	first := reg.Host + "/pier/" + app + ":git-0123456789ab"
+	if _, err := s.Build(ctx, pier.BuildRequest{App: app, Commit: "fedcba9876543210", SourceDir: copySample(t, "go-hello"), Log: &testenv.Buffer{}}); err != nil {
+		t.Fatalf("second build: %v", err)
+	}
+	imgs, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", reg.Host+"/pier/"+app))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, img := range imgs {
+		tags = append(tags, img.RepoTags...)
+	}
+	if slices.Contains(tags, first) || !slices.Contains(tags, reg.Host+"/pier/"+app+":git-fedcba987654") {
+		t.Fatalf("the daemon's images of %s after a second build: %v, want the second's only", app, tags)
 	}
 
 	// A wrong password: the push fails with the registry's reason.
@@ -131,5 +155,21 @@ func removeCache(t *testing.T, app string) {
 	b, l := pack.CacheVolumes(app)
 	for _, v := range []string{b, l} {
 		cli.VolumeRemove(context.Background(), v, true)
+	}
+}
+
+// removeImages removes the images of repo from the daemon, as a test that
+// built them ends.
+func removeImages(t *testing.T, cli *client.Client, repo string) {
+	ctx := context.Background()
+	imgs, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
+	if err != nil {
+		t.Logf("listing the images of %s: %v", repo, err)
+		return
+	}
+	for _, img := range imgs {
+		if _, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+			t.Logf("removing %v: %v", img.RepoTags, err)
+		}
 	}
 }

@@ -41,6 +41,8 @@ import (
 	"github.com/buildpacks/pack/pkg/image"
 	"github.com/buildpacks/pack/pkg/logging"
 	"github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
+	dockerimage "github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	"github.com/pierpaas/pier"
@@ -153,7 +155,39 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	}
 	res.Image = s.cfg.Registry.Repository(req.App) + "@" + digest
 	fmt.Fprintf(log, "-----> Built %s in %.1fs\n", res.Image, time.Since(start).Seconds())
+	s.pruneOlder(ctx, req.App, ref)
 	return res, nil
+}
+
+// pruneOlder untags the app's earlier builds in the daemon, so that a
+// single-host install does not keep one image per push forever. Each is
+// in the registry, where a rollback pulls it from; an image a container
+// still uses (the release running now, until it is replaced) is kept by
+// the daemon, which refuses to untag it without force. Warm builds do not
+// need the old images: their layers come from the cache volumes.
+func (s *Strategy) pruneOlder(ctx context.Context, app, keep string) {
+	repo := s.cfg.Registry.Repository(app)
+	imgs, err := s.cfg.Docker.ImageList(ctx, dockerimage.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
+	if err != nil {
+		s.cfg.Logger.Warn("listing the app's images to prune", "app", app, "err", err)
+		return
+	}
+	for _, img := range imgs {
+		for _, tag := range img.RepoTags {
+			if tag == keep || !strings.HasPrefix(tag, repo+":") {
+				continue
+			}
+			_, err := s.cfg.Docker.ImageRemove(ctx, tag, dockerimage.RemoveOptions{PruneChildren: true})
+			switch {
+			case err == nil:
+				s.cfg.Logger.Debug("untagged an earlier build", "app", app, "image", tag)
+			case errdefs.IsConflict(err):
+				// A container uses it.
+			default:
+				s.cfg.Logger.Warn("untagging an earlier build", "app", app, "image", tag, "err", err)
+			}
+		}
+	}
 }
 
 // usesDockerfile: a Dockerfile decides, unless project.toml says to use
