@@ -35,6 +35,11 @@ func (o *options) check() error {
 	if o.sshAddr == "off" && o.internalAddr == "off" {
 		return errors.New("--ssh-addr=off with --internal-addr=off: nothing would take git pushes; builders running alone (pierd builder) hand them over on the internal listener, so give it an address")
 	}
+	if o.serviceTokensSecret != "" {
+		if _, _, err := parseSecretRef(o.serviceTokensSecret); err != nil {
+			return err
+		}
+	}
 	ports, err := parsePortRange(o.processPorts)
 	if err != nil {
 		return fmt.Errorf("--process-ports %q: %v", o.processPorts, err)

@@ -69,3 +69,16 @@ func TestProcessPortsFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceTokensSecretFlag: --service-tokens-secret is NAMESPACE/NAME.
+func TestServiceTokensSecretFlag(t *testing.T) {
+	for _, bad := range []string{"pier-service-tokens", "/x", "ns/", "a/b/c"} {
+		var o options
+		if err := newFlags(&o, &bytes.Buffer{}).Parse([]string{"--service-tokens-secret", bad}); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.check(); err == nil || !strings.Contains(err.Error(), "NAMESPACE/NAME") {
+			t.Errorf("%q: %v, want an error saying NAMESPACE/NAME", bad, err)
+		}
+	}
+}

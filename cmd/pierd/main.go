@@ -78,6 +78,7 @@ type options struct {
 	routerNamespace             string // kubernetes: the NetworkPolicy's router peer (kube.go)
 	routerSelector              string
 	networkPolicy               bool
+	serviceTokensSecret         string // NAMESPACE/NAME: the components' service tokens (kubetokens.go)
 	processPorts                string // local and docker: "LO-HI", checked into ports
 	ports                       [2]int
 
@@ -210,6 +211,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.routerNamespace, "router-namespace", env("PIER_ROUTER_NAMESPACE", "pier"), "with --scheduler=kubernetes: the namespace of the router's pods, the only pods each app namespace's NetworkPolicy admits traffic from (env PIER_ROUTER_NAMESPACE)")
 	fs.StringVar(&o.routerSelector, "router-selector", env("PIER_ROUTER_SELECTOR", "app.kubernetes.io/name=pier,app.kubernetes.io/component=router"), "with --scheduler=kubernetes: labels of the router's pods, key=value pairs separated by commas (env PIER_ROUTER_SELECTOR)")
 	fs.BoolVar(&o.networkPolicy, "network-policy", env("PIER_NETWORK_POLICY", "true") != "false", "with --scheduler=kubernetes: write a default-deny-ingress NetworkPolicy in every app namespace, admitting only the router; --network-policy=false writes none (env PIER_NETWORK_POLICY)")
+	fs.StringVar(&o.serviceTokensSecret, "service-tokens-secret", env("PIER_SERVICE_TOKENS_SECRET", ""), "NAMESPACE/NAME of a Kubernetes Secret that pierd fills at start with a router and a builder service token (keys router and builder) for the router and builder pods to mount, so no one creates them by hand; the Helm chart makes it, empty (env PIER_SERVICE_TOKENS_SECRET)")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
@@ -285,6 +287,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	}
 	defer db.Close()
 	if err := o.registryToken.start(ctx, o, db, log); err != nil { // registrytoken.go
+		return err
+	}
+	if err := keepServiceTokens(ctx, o, db, log); err != nil { // kubetokens.go
 		return err
 	}
 
