@@ -30,7 +30,7 @@ import (
 // with builds:create runs as a Deployment, scales, and goes with its app.
 func TestKubernetesScheduler(t *testing.T) {
 	kube := testenv.KubeCluster(t)
-	data := filepath.Join(t.TempDir(), "data")
+	data := newDataDir(t)
 	internal := "127.0.0.1:" + freePort(t)
 	d := startPierd(t, []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_INTERNAL_ADDR=" + internal},
 		"controller", "--scheduler=kubernetes", "--kubeconfig", kube.Kubeconfig)
@@ -180,7 +180,7 @@ func settled(t *testing.T, cs kubernetes.Interface, app, typ, image, secret stri
 func TestKubernetesAutoRollback(t *testing.T) {
 	kube := testenv.KubeCluster(t)
 	cs := kubernetes.NewForConfigOrDie(kube.Config)
-	data := filepath.Join(t.TempDir(), "data")
+	data := newDataDir(t)
 	d := kubeStart(t, kube, data, "0", "--rollout-timeout=8s")
 	c := newCLI(t)
 	c.must("kube test password\n", "register", d.url, "--username", "ops", "--bootstrap-token-file", filepath.Join(data, "bootstrap-token"), "--password-stdin")
@@ -234,7 +234,7 @@ func TestKubernetesConvergence(t *testing.T) {
 	kube := testenv.KubeCluster(t)
 	cs := kubernetes.NewForConfigOrDie(kube.Config)
 	ctx := context.Background()
-	data := filepath.Join(t.TempDir(), "data")
+	data := newDataDir(t)
 	port := freePort(t)
 	d := kubeStart(t, kube, data, port)
 	c := newCLI(t)

@@ -37,7 +37,7 @@ func TestServiceTokensSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	data := filepath.Join(t.TempDir(), "data")
+	data := newDataDir(t)
 	internal := "127.0.0.1:" + freePort(t)
 	env := []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_INTERNAL_ADDR=" + internal}
 	args := []string{"controller", "--scheduler=kubernetes", "--kubeconfig", kube.Kubeconfig, "--service-tokens-secret", ns + "/pier-service-tokens"}

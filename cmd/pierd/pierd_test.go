@@ -185,7 +185,7 @@ func TestFirstSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts pierd and Postgres")
 	}
-	data := filepath.Join(t.TempDir(), "data")
+	data := newDataDir(t)
 	env := []string{"PIER_DATA_DIR=" + data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}
 	d := startPierd(t, env, "all")
 	token, err := os.ReadFile(filepath.Join(data, "bootstrap-token"))

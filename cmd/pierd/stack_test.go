@@ -1,7 +1,12 @@
 package main_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pierpaas/pier/postgres/embedded"
 )
 
 // stack is `pierd all` with a signed-in user whose SSH key may push: what a
@@ -36,7 +43,7 @@ func startStack(t *testing.T, env ...string) *stack {
 // newStack is startStack with pierd's process attributes (nil: none).
 func newStack(t *testing.T, attr *syscall.SysProcAttr, env ...string) *stack {
 	t.Helper()
-	s := &stack{t: t, data: filepath.Join(t.TempDir(), "data"), attr: attr}
+	s := &stack{t: t, data: newDataDir(t), attr: attr}
 	s.env = append([]string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}, env...)
 	s.start()
 	s.c = newCLI(t)
@@ -267,4 +274,27 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// newDataDir is a fresh data dir for pierd. As root, pierd keeps the
+// embedded Postgres cluster and the runtime dir (builds, app processes)
+// under /var/lib/pier, keyed by the data dir's path (postgres/embedded,
+// runtimeDir in platform.go): they go too when the test ends, after every
+// pierd on it has stopped (this cleanup is registered before any pierd
+// starts, and cleanups run last first).
+func newDataDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := embedded.New(dir).Destroy(ctx); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Logf("removing the embedded Postgres of %s: %v", dir, err)
+		}
+		if os.Geteuid() == 0 {
+			sum := sha256.Sum256([]byte(dir))
+			os.RemoveAll(filepath.Join("/var/lib/pier", "rt-"+hex.EncodeToString(sum[:8])))
+		}
+	})
+	return dir
 }
