@@ -31,6 +31,9 @@ import (
 // the Pod, own the Secret by the Pod, watch the Pod, stream its logs,
 // delete both, delete leftovers by collection); then checks that the
 // Role reaches no further: no Secret reads, nothing in other namespaces.
+// In the release namespace the controller (pierd all, here) gets and
+// updates the service tokens' Secret, which the chart makes empty, and no
+// other Secret.
 // The rights are the controller's (pierd all --ssh-addr=off runs the
 // build strategy): the builder's own pods (pierd builder) mount no
 // service-account token and no binding names their ServiceAccount.
@@ -63,10 +66,14 @@ func TestKubeBuildChartRBAC(t *testing.T) {
 			if o.GetName() == "pier" || o.GetName() == ns+"-pier-scheduler" {
 				rbac = append(rbac, o)
 			}
+		case "Secret":
+			if o.GetName() == "pier-service-tokens" {
+				rbac = append(rbac, o)
+			}
 		}
 	}
-	if len(rbac) != 6 {
-		t.Fatalf("the chart renders %d of the build Namespace, Role, RoleBinding and the controller's ServiceAccount, ClusterRole, ClusterRoleBinding, want 6", len(rbac))
+	if len(rbac) != 9 {
+		t.Fatalf("the chart renders %d of the build Namespace, Role, RoleBinding, the controller's ServiceAccount, ClusterRole, ClusterRoleBinding and the service tokens' Secret, Role, RoleBinding, want 9", len(rbac))
 	}
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -105,6 +112,10 @@ func TestKubeBuildChartRBAC(t *testing.T) {
 			_, err := as.CoreV1().Secrets(ns).Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: ns}}, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		},
+		"get another secret in the release namespace": func() error {
+			_, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-builder-ssh", metav1.GetOptions{})
+			return err
+		},
 		"delete pods by collection in the release namespace": func() error {
 			return as.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}, metav1.ListOptions{})
 		},
@@ -134,6 +145,15 @@ func TestKubeBuildChartRBAC(t *testing.T) {
 	}
 	if _, err := as.CoreV1().Namespaces().Get(ctx, buildNS, metav1.GetOptions{}); err != nil {
 		t.Errorf("as the chart's controller ServiceAccount, get the build namespace: %v", err)
+	}
+	// pierd --service-tokens-secret: get, then update with the tokens.
+	if sec, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{}); err != nil {
+		t.Errorf("as the chart's controller ServiceAccount, get the service tokens Secret: %v", err)
+	} else {
+		sec.Data = map[string][]byte{"router": []byte("pier_router_placeholder"), "builder": []byte("pier_builder_placeholder")}
+		if _, err := as.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{FieldManager: "pierd", DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("as the chart's controller ServiceAccount, update the service tokens Secret: %v", err)
+		}
 	}
 	if t.Failed() {
 		return

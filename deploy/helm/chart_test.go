@@ -41,8 +41,9 @@ const manifestsHeader = `# Pier on Kubernetes, for kubectl: deploy/helm/pier ren
 # values (release pier, namespace pier) by ` + "`make manifests`" + `. Do not edit: change
 # the chart and run make manifests. Read the README's "Install on Kubernetes"
 # first: create the namespace, the database Secret, then apply this file
-# (kubectl apply --server-side -f deploy/manifests/pier.yaml), then the router's
-# token Secret. Change the domain (pier.example.com) and image before applying.
+# (kubectl apply --server-side -f deploy/manifests/pier.yaml); the controller
+# writes the routers' service token into the empty Secret pier-service-tokens.
+# Change the domain (pier.example.com) and image before applying.
 `
 
 // renderManifests is the chart as the committed manifests hold it.
@@ -65,6 +66,7 @@ func TestChartLint(t *testing.T) {
 		append([]string{"--set", "builder.service.type=NodePort", "--set", "builder.service.nodePort=30022", "--set", "builder.persistence.enabled=true", "--set", "registry.insecure=true"}, builderValues...),
 		append([]string{"--set", "builder.hostKey.existingSecret=my-host-key", "--set", "builder.persistence.enabled=true", "--set", "builder.persistence.existingClaim=my-claim"}, builderValues...),
 		append([]string{"--set", "builder.replicas=2", "--set", "builder.tokenSecret=my-builder-token", "--set", "builder.publicHost=git.pier.example.com"}, builderValues...),
+		{"--set", "router.tokenSecret=my-router-token"},
 	} {
 		testenv.RunHelm(t, helm, append([]string{"lint", "--strict", chartDir}, set...)...)
 	}
@@ -112,7 +114,7 @@ func TestChartTemplate(t *testing.T) {
 	// Default values: an external database, no in-chart Postgres, no
 	// builder, routers watching EndpointSlices.
 	got, objs := kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier"))
-	want := map[string]int{"ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 2, "Deployment": 2, "PodDisruptionBudget": 1, "Pod": 1}
+	want := map[string]int{"ServiceAccount": 2, "Secret": 1, "ClusterRole": 2, "ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "Service": 2, "Deployment": 2, "PodDisruptionBudget": 1, "Pod": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("default render: %v, want %v", got, want)
 	}
@@ -120,7 +122,7 @@ func TestChartTemplate(t *testing.T) {
 		if o.GetKind() == "Pod" && o.GetAnnotations()["helm.sh/hook"] != "test" {
 			t.Errorf("pod %s is not a helm test hook", o.GetName())
 		}
-		if o.GetKind() == "Secret" {
+		if o.GetKind() == "Secret" && o.GetName() != "pier-service-tokens" {
 			t.Errorf("default render has a Secret %s: the database URL is the operator's", o.GetName())
 		}
 		if o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" && o.GetNamespace() != "pier" {
@@ -152,6 +154,9 @@ func TestChartTemplate(t *testing.T) {
 			if len(ps.InitContainers) != 0 || strings.Contains(strings.Join(c.Args, " "), "--build-strategy") {
 				t.Errorf("controller without the builder: init containers %d, args %v", len(ps.InitContainers), c.Args)
 			}
+			if !slices.Contains(c.Args, "--service-tokens-secret=pier/pier-service-tokens") {
+				t.Errorf("controller args %v: no --service-tokens-secret=pier/pier-service-tokens", c.Args)
+			}
 		case "pier-router":
 			if ps.AutomountServiceAccountToken == nil || !*ps.AutomountServiceAccountToken || ps.ServiceAccountName != "pier-router" {
 				t.Errorf("router with endpoints=kubernetes: service account %q, automount %v", ps.ServiceAccountName, ps.AutomountServiceAccountToken)
@@ -165,13 +170,16 @@ func TestChartTemplate(t *testing.T) {
 					t.Errorf("router pod label %s=%q, want %q", k, d.Spec.Template.Labels[k], v)
 				}
 			}
+			checkTokenVolume(t, "router", &d, "/var/run/pier/router-token/token", "pier-service-tokens", "router")
 		default:
 			t.Errorf("unexpected Deployment %s", d.Name)
 		}
 	}
+	idx := byKindName(objs)
+	checkServiceTokens(t, idx, "pier", "pier")
+
 	// The routers' RBAC: read services and endpointslices, nothing else,
 	// bound to their own ServiceAccount.
-	idx := byKindName(objs)
 	var cr rbacv1.ClusterRole
 	if o := idx["ClusterRole/pier-pier-router"]; o == nil {
 		t.Error("no router ClusterRole pier-pier-router")
@@ -207,11 +215,82 @@ func TestChartTemplate(t *testing.T) {
 		t.Errorf("router with endpoints=controller: automount %v, service account %q, args %v", ps.AutomountServiceAccountToken, ps.ServiceAccountName, ps.Containers[0].Args)
 	}
 
+	// router.tokenSecret: the operator's Secret, key token.
+	_, objs = kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier", "--set", "router.tokenSecret=my-router-token", "--skip-tests"))
+	fromUnstructured(t, byKindName(objs)["Deployment/pier-router"], &d)
+	checkTokenVolume(t, "router with router.tokenSecret", &d, "/var/run/pier/router-token/token", "my-router-token", "token")
+
 	// The in-chart Postgres.
 	got, _ = kinds(t, testenv.RunHelm(t, helm, "template", "pier", chartDir, "--namespace", "pier", "--set", "postgresql.enabled=true", "--skip-tests"))
-	if got["StatefulSet"] != 1 || got["Secret"] != 1 || got["Service"] != 3 {
+	if got["StatefulSet"] != 1 || got["Secret"] != 2 || got["Service"] != 3 {
 		t.Errorf("with postgresql.enabled: %v", got)
 	}
+}
+
+// checkServiceTokens checks the Secret the controller fills with the
+// service tokens (pierd --service-tokens-secret): rendered with no data at
+// all (pierd writes it; a rendered token would be everyone's), and a Role
+// that lets the controller's ServiceAccount sa get and update it alone.
+func checkServiceTokens(t *testing.T, idx map[string]*unstructured.Unstructured, ns, sa string) {
+	t.Helper()
+	o := idx["Secret/pier-service-tokens"]
+	if o == nil {
+		t.Fatal("no Secret pier-service-tokens")
+	}
+	for _, k := range []string{"data", "stringData"} {
+		if _, ok := o.Object[k]; ok {
+			t.Errorf("the Secret pier-service-tokens has %s: %v; want none, pierd fills it", k, o.Object[k])
+		}
+	}
+	if o.GetNamespace() != ns || o.Object["type"] != "Opaque" || o.GetLabels()["app.kubernetes.io/instance"] != "pier" {
+		t.Errorf("the Secret pier-service-tokens: namespace %q, type %v, labels %v", o.GetNamespace(), o.Object["type"], o.GetLabels())
+	}
+	var role rbacv1.Role
+	if o := idx["Role/pier-service-tokens"]; o == nil {
+		t.Fatal("no Role pier-service-tokens")
+	} else {
+		fromUnstructured(t, o, &role)
+	}
+	want := fmt.Sprint([]rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"pier-service-tokens"}, Verbs: []string{"get", "update"}}})
+	if got := fmt.Sprint(role.Rules); got != want || role.Namespace != ns {
+		t.Errorf("service tokens Role in %q: rules %s, want %s", role.Namespace, got, want)
+	}
+	var rb rbacv1.RoleBinding
+	if o := idx["RoleBinding/pier-service-tokens"]; o == nil {
+		t.Fatal("no RoleBinding pier-service-tokens")
+	} else {
+		fromUnstructured(t, o, &rb)
+	}
+	if rb.Namespace != ns || rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != "pier-service-tokens" || len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != sa || rb.Subjects[0].Namespace != ns {
+		t.Errorf("service tokens RoleBinding in %q: %+v %+v", rb.Namespace, rb.RoleRef, rb.Subjects)
+	}
+}
+
+// checkTokenVolume checks that d's pods read their service token at
+// tokenFile (--token-file) from the key key of the Secret secret.
+func checkTokenVolume(t *testing.T, what string, d *appsv1.Deployment, tokenFile, secret, key string) {
+	t.Helper()
+	ps := d.Spec.Template.Spec
+	c := ps.Containers[0]
+	if !slices.Contains(c.Args, "--token-file="+tokenFile) {
+		t.Errorf("%s args %v: no --token-file=%s", what, c.Args, tokenFile)
+	}
+	mount := ""
+	for _, m := range c.VolumeMounts {
+		if m.Name == "token" {
+			mount = m.MountPath
+		}
+	}
+	for _, v := range ps.Volumes {
+		if v.Name != "token" {
+			continue
+		}
+		if v.Secret == nil || v.Secret.SecretName != secret || len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != key || mount+"/"+v.Secret.Items[0].Path != tokenFile || (v.Secret.Optional != nil && *v.Secret.Optional) {
+			t.Errorf("%s token volume %+v mounted at %q: want the key %s of Secret %s at %s, not optional", what, v.Secret, mount, key, secret, tokenFile)
+		}
+		return
+	}
+	t.Errorf("%s: no token volume", what)
 }
 
 // TestChartTemplateBuilder checks builder.enabled's objects: the
@@ -226,15 +305,16 @@ func TestChartTemplate(t *testing.T) {
 func TestChartTemplateBuilder(t *testing.T) {
 	helm := testenv.Helm(t)
 	got, objs := kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests"}, builderValues...)...))
-	want := map[string]int{"Namespace": 1, "Secret": 1, "Role": 1, "RoleBinding": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 3, "Deployment": 3, "PodDisruptionBudget": 1}
+	want := map[string]int{"Namespace": 1, "Secret": 2, "Role": 2, "RoleBinding": 2, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "Service": 3, "Deployment": 3, "PodDisruptionBudget": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("builder render: %v, want %v", got, want)
 	}
 	idx := byKindName(objs)
+	checkServiceTokens(t, idx, "pier", "pier")
 	for _, o := range objs {
 		switch {
 		case o.GetKind() == "Namespace" || o.GetKind() == "ClusterRole" || o.GetKind() == "ClusterRoleBinding":
-		case o.GetKind() == "Role" || o.GetKind() == "RoleBinding":
+		case (o.GetKind() == "Role" || o.GetKind() == "RoleBinding") && o.GetName() != "pier-service-tokens":
 			if o.GetNamespace() != "pier-builds" {
 				t.Errorf("%s %s in %q, want the build namespace pier-builds", o.GetKind(), o.GetName(), o.GetNamespace())
 			}
@@ -259,6 +339,7 @@ func TestChartTemplateBuilder(t *testing.T) {
 		"--scheduler=kubernetes", "--build-strategy=kubernetes", "--ssh-addr=off", "--internal-addr=:9091",
 		"--build-source-url=http://pier-controller.pier.svc:9091", "--build-namespace=pier-builds",
 		"--build-fetch-image=pier/pierd:0.1.0", "--build-timeout=15m", "--build-uid=1000", "--build-gid=1000",
+		"--service-tokens-secret=pier/pier-service-tokens",
 	} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("controller args %v: no %s", c.Args, a)
@@ -377,9 +458,7 @@ func TestChartTemplateBuilder(t *testing.T) {
 	if v := vols["ssh-host-key"]; v.Secret == nil || v.Secret.SecretName != "pier-builder-ssh" {
 		t.Errorf("host key volume: %+v", v)
 	}
-	if v := vols["token"]; v.Secret == nil || v.Secret.SecretName != "pier-builder-token" || len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "token" {
-		t.Errorf("builder token volume: %+v", v)
-	}
+	checkTokenVolume(t, "builder", &bd, "/var/run/pier/builder-token/token", "pier-service-tokens", "builder")
 	if v := vols["data"]; v.EmptyDir == nil {
 		t.Errorf("builder data volume without persistence: %+v, want an emptyDir", v)
 	}
@@ -446,7 +525,7 @@ func TestChartTemplateBuilder(t *testing.T) {
 		"--set", "builder.persistence.enabled=true", "--set", "builder.hostKey.existingSecret=my-host-key",
 		"--set", "builder.service.type=NodePort", "--set", "builder.service.nodePort=30022", "--set", "builder.namespace=builds"}, builderValues...)...))
 	idx = byKindName(objs)
-	if got["Secret"] != 0 || got["PersistentVolumeClaim"] != 1 || idx["Namespace/builds"] == nil || idx["Role/pier-builder"].GetNamespace() != "builds" {
+	if got["Secret"] != 1 || idx["Secret/pier-service-tokens"] == nil || got["PersistentVolumeClaim"] != 1 || idx["Namespace/builds"] == nil || idx["Role/pier-builder"].GetNamespace() != "builds" {
 		t.Errorf("with persistence and an existing host key: %v", got)
 	}
 	fromUnstructured(t, idx["Deployment/pier-controller"], &d)
@@ -476,6 +555,13 @@ func TestChartTemplateBuilder(t *testing.T) {
 	if svc.Spec.Type != corev1.ServiceTypeNodePort || svc.Spec.Ports[0].NodePort != 30022 {
 		t.Errorf("builder Service with NodePort: %s %+v", svc.Spec.Type, svc.Spec.Ports)
 	}
+
+	// builder.tokenSecret: the operator's Secret, key token.
+	_, objs = kinds(t, testenv.RunHelm(t, helm, append([]string{"template", "pier", chartDir, "--namespace", "pier", "--skip-tests", "--set", "builder.tokenSecret=my-builder-token"}, builderValues...)...))
+	fromUnstructured(t, byKindName(objs)["Deployment/pier-builder"], &bd)
+	checkTokenVolume(t, "builder with builder.tokenSecret", &bd, "/var/run/pier/builder-token/token", "my-builder-token", "token")
+	fromUnstructured(t, byKindName(objs)["Deployment/pier-router"], &d)
+	checkTokenVolume(t, "router with builder.tokenSecret", &d, "/var/run/pier/router-token/token", "pier-service-tokens", "router")
 }
 
 func TestManifestsUpToDate(t *testing.T) {
@@ -514,7 +600,9 @@ func fromUnstructured(t *testing.T, o *unstructured.Unstructured, into any) {
 // controller's and router's with the default values, and the builder's
 // too with the builder on (pierd all --router=false --ssh-addr=off, pierd
 // builder with no service-account token, its SSH Service, host key
-// Secret, build namespace and Role). kwok runs no containers: pods become Ready by
+// Secret, build namespace and Role). The service tokens' Secret is made
+// empty, and applying the chart again keeps the keys pierd wrote into it.
+// kwok runs no containers: pods become Ready by
 // kwok's stages, images need not exist, and the helm test Pod cannot run
 // (it is left out, as --skip-tests does).
 func TestChartInstallKube(t *testing.T) {
@@ -630,22 +718,36 @@ func installKube(t *testing.T, helm string, k *testenv.Kube, set ...string) stri
 	}
 	t.Logf("server-side apply dry run of %d objects: %s", len(dry), time.Since(start).Round(time.Millisecond))
 
-	// The Secrets the operator makes (README): the database URL, the
-	// router's token and the builder's. Placeholders: nothing runs them
-	// here.
-	for name, data := range map[string]map[string]string{
-		"pier-database":      {"url": "postgres://pier:placeholder@db.invalid:5432/pier"},
-		"pier-router-token":  {"token": "placeholder"},
-		"pier-builder-token": {"token": "placeholder"},
-	} {
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
-		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	// The one Secret the operator makes (README): the database URL, a
+	// placeholder (nothing runs it here). The service tokens' Secret is
+	// the chart's.
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pier-database", Namespace: ns}, StringData: map[string]string{"url": "postgres://pier:placeholder@db.invalid:5432/pier"}}
+	if _, err := admin.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	start = time.Now()
 	if err := testenv.ApplyManifests(ctx, cfg, objs, "pier-chart-test", false); err != nil {
 		t.Fatal(err)
+	}
+	// The service tokens' Secret, empty; then filled as pierd does (an
+	// update, field manager pierd), and applied again as an upgrade
+	// would: pierd's keys stay.
+	tokens, err := admin.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the service tokens Secret: %v", err)
+	}
+	if len(tokens.Data) != 0 {
+		t.Errorf("the service tokens Secret holds %d keys at install, want none", len(tokens.Data))
+	}
+	tokens.Data = map[string][]byte{"router": []byte("pier_router_placeholder"), "builder": []byte("pier_builder_placeholder")}
+	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, tokens, metav1.UpdateOptions{FieldManager: "pierd"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.ApplyManifests(ctx, cfg, objs, "pier-chart-test", false); err != nil {
+		t.Fatalf("applying the chart again: %v", err)
+	}
+	if tokens, err = admin.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{}); err != nil || string(tokens.Data["router"]) != "pier_router_placeholder" || string(tokens.Data["builder"]) != "pier_builder_placeholder" {
+		t.Errorf("the service tokens Secret after applying the chart again: %v %v, want pierd's keys kept", err, tokens.Data)
 	}
 	var deployments []string
 	for _, o := range objs {

@@ -30,7 +30,10 @@ var impersonateScheduler *rest.ImpersonationConfig
 // ServiceAccount, ClusterRole and ClusterRoleBinding, as rendered by helm
 // template, and runs the scheduler's integration tests with every request
 // impersonating that ServiceAccount; then checks that requests outside the
-// role are refused.
+// role are refused. It checks the service tokens' Role too: the
+// controller gets and updates the chart's Secret pier-service-tokens, as
+// pierd --service-tokens-secret does, and no other Secret by name; and
+// applying the chart again leaves the keys it wrote.
 func TestKubeChartRBAC(t *testing.T) {
 	e := newKubeEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -76,6 +79,7 @@ func TestKubeChartRBAC(t *testing.T) {
 	if _, err := as.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy}); err != nil {
 		t.Fatalf("as the chart's ServiceAccount, list namespaces: %v", err)
 	}
+	checkChartServiceTokens(t, ctx, e, as, ns)
 	if t.Failed() {
 		return
 	}
@@ -96,11 +100,70 @@ func TestKubeChartRBAC(t *testing.T) {
 	}
 }
 
+// checkChartServiceTokens checks, as the controller's ServiceAccount (as),
+// what pierd --service-tokens-secret does in the release namespace ns:
+// get the chart's empty Secret pier-service-tokens and update it with the
+// tokens; reading another Secret by name, or updating it, is refused.
+// Then the chart's objects, applied again (an upgrade), keep pierd's keys.
+func checkChartServiceTokens(t *testing.T, ctx context.Context, e *kubeEnv, as kubernetes.Interface, ns string) {
+	t.Helper()
+	if _, err := e.admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pier-database", Namespace: ns}, StringData: map[string]string{"url": "postgres://placeholder"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The authorizer learns of a new Role from a watch: a moment's grace.
+	sec, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{})
+	for deadline := time.Now().Add(5 * time.Second); apierrors.IsForbidden(err) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		sec, err = as.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{})
+	}
+	if err != nil {
+		t.Fatalf("as the chart's ServiceAccount, get the Secret pier-service-tokens: %v", err)
+	}
+	if len(sec.Data) != 0 {
+		t.Errorf("the chart's Secret pier-service-tokens holds %d keys, want none", len(sec.Data))
+	}
+	sec.Data = map[string][]byte{"router": []byte("pier_router_placeholder"), "builder": []byte("pier_builder_placeholder")}
+	if _, err := as.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{FieldManager: "pierd"}); err != nil {
+		t.Errorf("as the chart's ServiceAccount, update the Secret pier-service-tokens: %v", err)
+	}
+	for what, call := range map[string]func() error{
+		"get another Secret of the release namespace": func() error {
+			_, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-database", metav1.GetOptions{})
+			return err
+		},
+		"update another Secret of the release namespace": func() error {
+			_, err := as.CoreV1().Secrets(ns).Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pier-database", Namespace: ns}}, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		},
+		"get pier-service-tokens in another namespace": func() error {
+			_, err := as.CoreV1().Secrets("kube-system").Get(ctx, "pier-service-tokens", metav1.GetOptions{})
+			return err
+		},
+	} {
+		if err := call(); !apierrors.IsForbidden(err) {
+			t.Errorf("as the chart's ServiceAccount, %s: %v, want 403 Forbidden", what, err)
+		}
+	}
+	// An upgrade applies the chart's Secret again, with no data: pierd's
+	// keys stay.
+	objs, err := testenv.Manifests(testenv.RunHelm(t, testenv.Helm(t), "template", "pier", "../../deploy/helm/pier", "--namespace", ns, "--skip-tests", "--show-only", "templates/service-tokens.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.ApplyManifests(ctx, e.k.Config, objs, "pier-rbac-test", false); err != nil {
+		t.Fatal(err)
+	}
+	if sec, err = e.admin.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{}); err != nil || string(sec.Data["router"]) != "pier_router_placeholder" || string(sec.Data["builder"]) != "pier_builder_placeholder" {
+		t.Errorf("the Secret pier-service-tokens, the chart applied again: %v, keys %d; want pierd's kept", err, len(sec.Data))
+	}
+}
+
 // applyChartRBAC renders the chart into a fresh namespace prefix-<random>,
 // creates that namespace and applies the ServiceAccount sa with the
-// ClusterRole and ClusterRoleBinding whose names end in suffix, all
-// removed after the test. It returns the namespace and the impersonation
-// of that ServiceAccount.
+// ClusterRole and ClusterRoleBinding whose names end in suffix, and the
+// Secret pier-service-tokens with its Role and RoleBinding (the
+// controller's), all removed after the test. It returns the namespace and
+// the impersonation of that ServiceAccount.
 func applyChartRBAC(t *testing.T, ctx context.Context, e *kubeEnv, prefix, sa, suffix string) (string, *rest.ImpersonationConfig) {
 	t.Helper()
 	helm := testenv.Helm(t)
@@ -112,8 +175,8 @@ func applyChartRBAC(t *testing.T, ctx context.Context, e *kubeEnv, prefix, sa, s
 		t.Fatal(err)
 	}
 	rbac, found := chartRBAC(objs, sa, suffix)
-	if len(rbac) != 3 || found == "" {
-		t.Fatalf("the chart renders %d of ServiceAccount %s, ClusterRole and ClusterRoleBinding *%s", len(rbac), sa, suffix)
+	if len(rbac) != 6 || found == "" {
+		t.Fatalf("the chart renders %d of ServiceAccount %s, ClusterRole and ClusterRoleBinding *%s, Secret, Role and RoleBinding pier-service-tokens", len(rbac), sa, suffix)
 	}
 	if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -139,13 +202,18 @@ func applyChartRBAC(t *testing.T, ctx context.Context, e *kubeEnv, prefix, sa, s
 	}
 }
 
-// chartRBAC picks from the chart's objects the ServiceAccount named sa and
-// the ClusterRole and ClusterRoleBinding whose names end in suffix.
+// chartRBAC picks from the chart's objects the ServiceAccount named sa,
+// the ClusterRole and ClusterRoleBinding whose names end in suffix, and
+// the service tokens' Secret, Role and RoleBinding.
 func chartRBAC(objs []*unstructured.Unstructured, sa, suffix string) ([]*unstructured.Unstructured, string) {
 	var rbac []*unstructured.Unstructured
 	found := ""
 	for _, o := range objs {
 		switch o.GetKind() {
+		case "Secret", "Role", "RoleBinding":
+			if o.GetName() == "pier-service-tokens" {
+				rbac = append(rbac, o)
+			}
 		case "ServiceAccount":
 			if o.GetName() == sa {
 				found = sa
@@ -229,8 +297,8 @@ func TestKubeChartRouterRBAC(t *testing.T) {
 		}
 	}
 	for what, call := range map[string]func() error{
-		"get a secret": func() error {
-			_, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-router-token", metav1.GetOptions{})
+		"get the service tokens Secret": func() error {
+			_, err := as.CoreV1().Secrets(ns).Get(ctx, "pier-service-tokens", metav1.GetOptions{})
 			return err
 		},
 		"list secrets":    func() error { _, err := as.CoreV1().Secrets("").List(ctx, metav1.ListOptions{}); return err },

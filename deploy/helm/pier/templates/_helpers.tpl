@@ -38,12 +38,27 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{- define "pier.routerTokenSecret" -}}
-{{ .Values.router.tokenSecret | default (printf "%s-router-token" (include "pier.fullname" .)) }}
+{{/* The Secret the controller fills at start with the router's and the builder's service tokens (pierd --service-tokens-secret, keys router and builder). */}}
+{{- define "pier.serviceTokensSecret" -}}
+{{- printf "%s-service-tokens" (include "pier.fullname" .) -}}
 {{- end -}}
 
+{{/* The router pods' token: router.tokenSecret's key token, or the key router of the service tokens Secret. */}}
+{{- define "pier.routerTokenSecret" -}}
+{{- .Values.router.tokenSecret | default (include "pier.serviceTokensSecret" .) -}}
+{{- end -}}
+
+{{- define "pier.routerTokenKey" -}}
+{{- if .Values.router.tokenSecret }}token{{ else }}router{{ end -}}
+{{- end -}}
+
+{{/* The builder pods' token: builder.tokenSecret's key token, or the key builder of the service tokens Secret. */}}
 {{- define "pier.builderTokenSecret" -}}
-{{ .Values.builder.tokenSecret | default (printf "%s-builder-token" (include "pier.fullname" .)) }}
+{{- .Values.builder.tokenSecret | default (include "pier.serviceTokensSecret" .) -}}
+{{- end -}}
+
+{{- define "pier.builderTokenKey" -}}
+{{- if .Values.builder.tokenSecret }}token{{ else }}builder{{ end -}}
 {{- end -}}
 
 {{- define "pier.publicURL" -}}
