@@ -52,12 +52,7 @@ type builderOptions struct {
 }
 
 func builderFlags(o *builderOptions, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("pierd builder", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, builderUsage)
-		fs.PrintDefaults()
-	}
+	fs := componentFlagSet("pierd builder", builderUsage, out)
 	fs.StringVar(&o.controllerInternal, "controller-internal", env("PIER_CONTROLLER_INTERNAL", ""), "URL of the controller's internal listener (pierd all --internal-addr), such as http://10.0.0.5:9091; required (env PIER_CONTROLLER_INTERNAL)")
 	fs.StringVar(&o.tokenFile, "token-file", env("PIER_TOKEN_FILE", ""), "file holding the builder service token (`pier service-tokens:create --scope builder`); read again for every request, so it can be rotated in place; required (env PIER_TOKEN_FILE)")
 	fs.StringVar(&o.sshAddr, "ssh-addr", env("PIER_SSH_ADDR", "127.0.0.1:2222"), "address of the SSH server for git push, such as :2222 (env PIER_SSH_ADDR)")

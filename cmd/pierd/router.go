@@ -71,12 +71,7 @@ type routerOptions struct {
 }
 
 func routerFlags(o *routerOptions, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("pierd router", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, routerUsage)
-		fs.PrintDefaults()
-	}
+	fs := componentFlagSet("pierd router", routerUsage, out)
 	fs.StringVar(&o.controllerInternal, "controller-internal", env("PIER_CONTROLLER_INTERNAL", ""), "URL of the controller's internal listener (its --internal-addr), such as http://10.0.0.5:9091; required (env PIER_CONTROLLER_INTERNAL)")
 	fs.StringVar(&o.tokenFile, "token-file", env("PIER_TOKEN_FILE", ""), "file holding the router service token (`pier service-tokens:create --scope router`); read again at every reconnection, so it can be rotated in place; required (env PIER_TOKEN_FILE)")
 	fs.StringVar(&o.controllerURL, "controller-url", env("PIER_CONTROLLER_URL", ""), "URL of the controller's public API, where requests to pier.<domain> and <domain> go, such as http://10.0.0.5:8080; empty: those hosts answer 404 (env PIER_CONTROLLER_URL)")
@@ -103,6 +98,18 @@ func routerMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		return ""
 	}, func() error { return runRouter(ctx, o, stdout, newLogger(stderr, o.logLevel)) })
+}
+
+// componentFlagSet is the flag set of a component that stands alone,
+// whose --help prints usage and then the flags.
+func componentFlagSet(name, usage string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, usage)
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 // componentMain runs a component that stands alone (pierd router, pierd
