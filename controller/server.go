@@ -47,6 +47,10 @@ type Config struct {
 	// RegistryCertificatePath, outside the API's own authentication (it
 	// takes the registry credentials' Basic authentication).
 	RegistryAuth http.Handler
+	// ServiceTokenRevoked, when set, is called after a service token has
+	// been revoked (pierd then replaces the tokens it keeps for the
+	// chart's pods, --service-tokens-secret). It must not block.
+	ServiceTokenRevoked func()
 }
 
 // The registry token service's paths (registryauth.TokenPath and
@@ -73,6 +77,7 @@ type Server struct {
 	builder  string // the platform's default CNB builder
 	acme     bool   // an ACME issuer runs (Config.ACME)
 	registry http.Handler
+	revoked  func() // Config.ServiceTokenRevoked
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -97,7 +102,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth, revoked: cfg.ServiceTokenRevoked}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err

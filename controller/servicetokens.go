@@ -83,7 +83,13 @@ func (s *Server) revokeServiceToken(w http.ResponseWriter, r *http.Request) (any
 	if err != nil || id < 1 {
 		return nil, pier.Errorf(pier.EINVALID, "service token ID must be a number: see `pier service-tokens`")
 	}
-	return nil, st.RevokeServiceToken(r.Context(), id, userOf(r).Username)
+	if err := st.RevokeServiceToken(r.Context(), id, userOf(r).Username); err != nil {
+		return nil, err
+	}
+	if s.revoked != nil {
+		s.revoked()
+	}
+	return nil, nil
 }
 
 // NewServiceTokenSecret makes a service token of scope: 256 random bits

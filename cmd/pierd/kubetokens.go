@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,7 +28,8 @@ import (
 // `pier service-tokens:revoke`, or a new database) is replaced by a new
 // one, never registered again: a revocation holds, and the next start of
 // the controller hands the pods a new token, which they read at their next
-// reconnection.
+// reconnection. A revocation through the API also makes pierd replace the
+// revoked token at once (renewServiceTokens).
 
 // kubeTokenScopes are the scopes kept in the Secret, each under its own
 // name as the key.
@@ -115,4 +118,25 @@ func keepServiceTokensOnce(ctx context.Context, cs k8s.Interface, db *postgres.D
 	}
 	log.Info("service tokens written into the Secret for the router and builder pods", "secret", ns+"/"+name, "new", len(made))
 	return nil
+}
+
+// renewServiceTokens is what runs after a service token is revoked: the
+// Secret gets a new token in place of a revoked one, which the pods read
+// at their next reconnection. nil without --service-tokens-secret.
+func renewServiceTokens(ctx context.Context, o options, db *postgres.DB, log *slog.Logger) func() {
+	if o.serviceTokensSecret == "" {
+		return nil
+	}
+	var mu sync.Mutex // one renewal at a time
+	return func() {
+		go func() {
+			mu.Lock()
+			defer mu.Unlock()
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := keepServiceTokens(rctx, o, db, log); err != nil {
+				log.Error("replacing a revoked service token in the Secret", "secret", o.serviceTokensSecret, "err", err)
+			}
+		}()
+	}
 }

@@ -87,7 +87,8 @@ func TestServiceTokensSecret(t *testing.T) {
 		t.Fatal("a restart replaced live tokens")
 	}
 
-	// Revoked: replaced at the next start, and the old one stays dead.
+	// Revoked through the API: replaced in the Secret at once, and the old
+	// one stays dead.
 	c := newCLI(t)
 	c.must("tokens test password\n", "register", d.url, "--username", "ops", "--bootstrap-token-file", filepath.Join(data, "bootstrap-token"), "--password-stdin")
 	var toks []pier.ServiceToken
@@ -103,13 +104,35 @@ func TestServiceTokensSecret(t *testing.T) {
 	if code := status(first["router"]); code != http.StatusUnauthorized {
 		t.Fatalf("a revoked router token: %d, want 401", code)
 	}
+	var second map[string]string
+	eventually(t, 30*time.Second, "a new router token in the Secret after the revocation", func() (bool, string) {
+		second = secret()
+		return second["router"] != first["router"], ""
+	})
+	if !strings.HasPrefix(second["router"], "piersvc_router_") || second["builder"] != first["builder"] {
+		t.Fatal("after a revocation the Secret does not hold a new router token and the same builder token")
+	}
+	if r, old := status(second["router"]), status(first["router"]); r != http.StatusOK || old != http.StatusUnauthorized {
+		t.Fatalf("new router token %d (want 200), revoked one %d (want 401)", r, old)
+	}
+
+	// A token revoked while no controller ran (or whose renewal failed)
+	// is replaced at the next start.
 	d.stop(t)
+	for _, tok := range toks {
+		if tok.Scope == pier.ScopeBuilder {
+			d := startPierd(t, env, "controller", "--scheduler=kubernetes", "--kubeconfig", kube.Kubeconfig) // no Secret to renew
+			c.must("tokens test password\n", "login", d.url, "--username", "ops", "--password-stdin")
+			c.must("", "service-tokens:revoke", strconv.FormatInt(tok.ID, 10))
+			d.stop(t)
+		}
+	}
 	startPierd(t, env, args...)
 	third := secret()
-	if third["router"] == first["router"] || !strings.HasPrefix(third["router"], "piersvc_router_") || third["builder"] != first["builder"] {
-		t.Fatal("after a revocation and a restart the Secret does not hold a new router token and the same builder token")
+	if third["router"] != second["router"] || third["builder"] == first["builder"] || !strings.HasPrefix(third["builder"], "piersvc_builder_") {
+		t.Fatal("after a restart the Secret does not hold the same router token and a new builder token")
 	}
-	if r, old := status(third["router"]), status(first["router"]); r != http.StatusOK || old != http.StatusUnauthorized {
-		t.Fatalf("new router token %d (want 200), revoked one %d (want 401)", r, old)
+	if b, old := status(third["builder"]), status(first["builder"]); b != http.StatusForbidden || old != http.StatusUnauthorized {
+		t.Fatalf("new builder token %d (want 403: live, another scope), revoked one %d (want 401)", b, old)
 	}
 }

@@ -309,6 +309,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
 	cfg.ACME = o.acme.directory != ""
 	cfg.RegistryAuth = o.registryToken.handler()
+	cfg.ServiceTokenRevoked = renewServiceTokens(ctx, o, db, log) // kubetokens.go
 	var p *platform
 	var routes controller.RouteSource // for the internal listener's router feed
 	switch {
