@@ -190,7 +190,7 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
 	c.must("", "keys:add", key+".pub")
-	s := &stack{t: t, c: c, key: key, sshPort: sshPort, d: &daemon{out: &testenv.Buffer{}, url: url}}
+	s := &stack{t: t, c: c, key: key, sshPort: sshPort, d: &daemon{component: &component{out: &testenv.Buffer{}}, url: url}}
 	r := s.newRepo("../../builder/host/testdata/go-hello", app)
 	times.done("register, keys:add, apps:create")
 

@@ -64,11 +64,18 @@ func TestMain(m *testing.M) {
 	testenv.Main(m)
 }
 
-// daemon is a running pierd.
+// daemon is a running pierd all or pierd controller.
 type daemon struct {
+	*component
+	url string // http://127.0.0.1:PORT
+}
+
+// component is a running pierd process: all, controller, router or
+// builder.
+type component struct {
 	cmd  *exec.Cmd
 	out  *testenv.Buffer
-	url  string // http://127.0.0.1:PORT
+	addr string // 127.0.0.1:PORT, as its listening line says
 	done chan error
 }
 
@@ -87,35 +94,45 @@ func startPierd(t *testing.T, env []string, args ...string) *daemon {
 // none), such as a process group of its own.
 func startPierdAttr(t *testing.T, attr *syscall.SysProcAttr, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{out: &testenv.Buffer{}, done: make(chan error, 1)}
-	d.cmd = exec.Command(filepath.Join(binDir, "pierd"), args...)
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.SysProcAttr = attr
+	c := launch(t, args, attr, env, listening, 2*time.Minute)
+	return &daemon{component: c, url: "http://" + c.addr}
+}
+
+// launch runs `pierd args...` with env added to the environment and the
+// process attributes attr (nil: none), and waits until it prints a line
+// that ready matches, whose first group is the address it listens on. It
+// is stopped, if still running, when the test ends.
+func launch(t *testing.T, args []string, attr *syscall.SysProcAttr, env []string, ready *regexp.Regexp, wait time.Duration) *component {
+	t.Helper()
+	c := &component{out: &testenv.Buffer{}, done: make(chan error, 1)}
+	c.cmd = exec.Command(filepath.Join(binDir, "pierd"), args...)
+	c.cmd.Env = append(os.Environ(), env...)
+	c.cmd.SysProcAttr = attr
 	pr, pw := io.Pipe()
-	d.cmd.Stdout = io.MultiWriter(d.out, pw)
-	d.cmd.Stderr = d.out
-	if err := d.cmd.Start(); err != nil {
+	c.cmd.Stdout = io.MultiWriter(c.out, pw)
+	c.cmd.Stderr = c.out
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { d.done <- d.cmd.Wait(); pw.Close() }()
+	go func() { c.done <- c.cmd.Wait(); pw.Close() }()
 	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			d.cmd.Process.Signal(syscall.SIGTERM)
+		if c.cmd.ProcessState == nil {
+			c.cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-d.done:
-			case <-time.After(30 * time.Second):
-				d.cmd.Process.Kill()
+			case <-c.done:
+			case <-time.After(40 * time.Second):
+				c.cmd.Process.Kill()
 			}
 		}
 		if t.Failed() {
-			t.Logf("pierd %v output:\n%s", args, d.out)
+			t.Logf("pierd %v output:\n%s", args, c.out)
 		}
 	})
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
 		}
@@ -124,14 +141,14 @@ func startPierdAttr(t *testing.T, attr *syscall.SysProcAttr, env []string, args 
 	select {
 	case addr, ok := <-found:
 		if !ok {
-			t.Fatalf("pierd exited before listening:\n%s", d.out)
+			t.Fatalf("pierd %v exited before listening:\n%s", args, c.out)
 		}
-		d.url = "http://" + addr
+		c.addr = addr
 		go io.Copy(io.Discard, pr)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("pierd did not start:\n%s", d.out)
+	case <-time.After(wait):
+		t.Fatalf("pierd %v did not start:\n%s", args, c.out)
 	}
-	return d
+	return c
 }
 
 // stop sends SIGINT, as Ctrl-C does, and checks pierd exits cleanly.

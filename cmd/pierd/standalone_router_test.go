@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,23 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pierpaas/pier"
-	"github.com/pierpaas/pier/internal/testenv"
 )
 
 var routerListening = regexp.MustCompile(`Router listening on (127\.0\.0\.1:\d+)`)
-
-// component is a running `pierd router` or `pierd builder`.
-type component struct {
-	cmd  *exec.Cmd
-	out  *testenv.Buffer
-	addr string // 127.0.0.1:PORT, as its listening line says
-	done chan error
-}
 
 // standaloneRouter is a running `pierd router`.
 type standaloneRouter struct{ *component }
@@ -43,50 +32,7 @@ func startRouter(t *testing.T, args ...string) *standaloneRouter {
 // environment, and waits until it prints the line listening matches.
 func startComponent(t *testing.T, name string, listening *regexp.Regexp, env []string, args ...string) *component {
 	t.Helper()
-	c := &component{out: &testenv.Buffer{}, done: make(chan error, 1)}
-	c.cmd = exec.Command(filepath.Join(binDir, "pierd"), append([]string{name}, args...)...)
-	c.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	c.cmd.Stdout = io.MultiWriter(c.out, pw)
-	c.cmd.Stderr = c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.done <- c.cmd.Wait(); pw.Close() }()
-	t.Cleanup(func() {
-		if c.cmd.ProcessState == nil {
-			c.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-c.done:
-			case <-time.After(40 * time.Second):
-				c.cmd.Process.Kill()
-			}
-		}
-		if t.Failed() {
-			t.Logf("pierd %s output:\n%s", name, c.out)
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		close(found)
-	}()
-	select {
-	case addr, ok := <-found:
-		if !ok {
-			t.Fatalf("pierd %s exited before listening:\n%s", name, c.out)
-		}
-		c.addr = addr
-		go io.Copy(io.Discard, pr)
-	case <-time.After(time.Minute):
-		t.Fatalf("pierd %s did not start:\n%s", name, c.out)
-	}
-	return c
+	return launch(t, append([]string{name}, args...), nil, env, listening, time.Minute)
 }
 
 // get fetches path with the Host header host from the router.
