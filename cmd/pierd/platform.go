@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +26,7 @@ import (
 	"github.com/pierpaas/pier/builder/pack"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
+	"github.com/pierpaas/pier/postgres/embedded"
 	"github.com/pierpaas/pier/router"
 	"github.com/pierpaas/pier/scheduler/docker"
 	"github.com/pierpaas/pier/scheduler/local"
@@ -85,8 +84,7 @@ func runtimeDir(dataDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(abs))
-	dir := filepath.Join("/var/lib/pier", "rt-"+hex.EncodeToString(sum[:8]))
+	dir := embedded.RelocatedDir("rt", abs)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}

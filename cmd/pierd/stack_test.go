@@ -2,8 +2,6 @@ package main_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -292,8 +290,7 @@ func newDataDir(t *testing.T) string {
 			t.Logf("removing the embedded Postgres of %s: %v", dir, err)
 		}
 		if os.Geteuid() == 0 {
-			sum := sha256.Sum256([]byte(dir))
-			os.RemoveAll(filepath.Join("/var/lib/pier", "rt-"+hex.EncodeToString(sum[:8])))
+			os.RemoveAll(embedded.RelocatedDir("rt", dir))
 		}
 	})
 	return dir

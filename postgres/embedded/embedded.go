@@ -101,7 +101,7 @@ func New(baseDir string) *Cluster {
 		User:         DefaultUser,
 	}
 	if os.Geteuid() == 0 {
-		c.Root = filepath.Join(RelocatedRoot, "pg-"+shortHash(abs))
+		c.Root = RelocatedDir("pg", abs)
 	} else {
 		c.Root = filepath.Join(abs, "postgres")
 	}
@@ -114,6 +114,18 @@ func New(baseDir string) *Cluster {
 	}
 	c.LogFile = filepath.Join(c.Root, "postgres.log")
 	return c
+}
+
+// RelocatedDir is where, as root, a directory of kind ("pg": a cluster's;
+// pierd's "rt": its runtime dir) belonging to baseDir lives: under
+// RelocatedRoot, named after kind and a hash of baseDir's absolute path,
+// so that the same baseDir always maps to the same directory.
+func RelocatedDir(kind, baseDir string) string {
+	abs, err := filepath.Abs(baseDir)
+	if err != nil {
+		abs = filepath.Clean(baseDir)
+	}
+	return filepath.Join(RelocatedRoot, kind+"-"+shortHash(abs))
 }
 
 func shortHash(s string) string {
