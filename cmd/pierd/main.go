@@ -289,8 +289,14 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	if err := o.registryToken.start(ctx, o, db, log); err != nil { // registrytoken.go
 		return err
 	}
-	if err := keepServiceTokens(ctx, o, db, log); err != nil { // kubetokens.go
+	keeper, err := newTokenKeeper(o, db, log) // kubetokens.go
+	if err != nil {
 		return err
+	}
+	if keeper != nil {
+		if err := keeper.keep(ctx); err != nil {
+			return err
+		}
 	}
 
 	ln, err := net.Listen("tcp", o.httpAddr)
@@ -309,7 +315,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
 	cfg.ACME = o.acme.directory != ""
 	cfg.RegistryAuth = o.registryToken.handler()
-	cfg.ServiceTokenRevoked = renewServiceTokens(ctx, o, db, log) // kubetokens.go
+	if keeper != nil {
+		cfg.ServiceTokenRevoked = keeper.afterRevoke(ctx)
+	}
 	var p *platform
 	var routes controller.RouteSource // for the internal listener's router feed
 	switch {
