@@ -44,20 +44,12 @@ func pushBuiltImage(t *testing.T, repo string, procs map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var md struct {
-		Processes []struct {
-			Type    string   `json:"type"`
-			Command []string `json:"command"`
-			Args    []string `json:"args"`
-		} `json:"processes"`
-	}
+	// The lifecycle's build metadata, as a creator run writes it.
+	var processes []map[string]any
 	for typ, cmd := range procs {
-		md.Processes = append(md.Processes, struct {
-			Type    string   `json:"type"`
-			Command []string `json:"command"`
-			Args    []string `json:"args"`
-		}{Type: typ, Command: []string{cmd}})
+		processes = append(processes, map[string]any{"type": typ, "command": []string{cmd}})
 	}
+	md := map[string]any{"processes": processes}
 	raw, _ := json.Marshal(md)
 	cf, err := img.ConfigFile()
 	if err != nil {
