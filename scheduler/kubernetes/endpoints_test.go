@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,11 +48,8 @@ func TestEndpointsFollowSlices(t *testing.T) {
 	}
 	defer eps.Close()
 	rt := router.New(router.Config{Domain: "pier.localhost"})
-	changed := make(chan time.Time, 16)
-	cancel := eps.Subscribe(func() { changed <- time.Now() })
-	defer cancel()
-	stand := map[string]string{} // slice address → loopback backend
-	defer rt.Follow(translated{eps, stand})()
+	tr := &translated{src: eps, stand: map[string]string{}, applied: make(chan applied, 64)}
+	defer rt.Follow(tr)()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +79,9 @@ func TestEndpointsFollowSlices(t *testing.T) {
 		be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
 		t.Cleanup(be.Close)
 		p := int32(5000)
-		stand[ip+":5000"] = strings.TrimPrefix(be.URL, "http://")
+		tr.mu.Lock()
+		tr.stand[ip+":5000"] = strings.TrimPrefix(be.URL, "http://")
+		tr.mu.Unlock()
 		es := &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Name: name, Labels: map[string]string{LabelManagedBy: managedBy, LabelApp: app, discoveryv1.LabelServiceName: webType}},
 			AddressType: discoveryv1.AddressTypeIPv4,
@@ -94,23 +94,21 @@ func TestEndpointsFollowSlices(t *testing.T) {
 		}
 		return be, wrote
 	}
-	// took waits for the table to have n backends and says how long the
-	// change took from the write, by the first notification after it.
+	// took waits for the router to have taken a table with n backends for
+	// the app, and says how long that took from the write.
 	took := func(wrote time.Time, n int) time.Duration {
 		t.Helper()
 		deadline := time.After(30 * time.Second)
-		var last time.Time
-		for len(eps.Routes()[app]) != n {
+		for {
 			select {
-			case last = <-changed:
+			case a := <-tr.applied:
+				if len(a.routes[app]) == n {
+					return a.at.Sub(wrote)
+				}
 			case <-deadline:
-				t.Fatalf("the routes never had %d backends: %v", n, eps.Routes()[app])
+				t.Fatalf("the router never had %d backends: %v", n, eps.Routes()[app])
 			}
 		}
-		if last.IsZero() {
-			last = time.Now()
-		}
-		return last.Sub(wrote)
 	}
 	_, wrote := addSlice("a", "192.0.2.1")
 	d1 := took(wrote, 1)
@@ -144,15 +142,50 @@ func TestEndpointsFollowSlices(t *testing.T) {
 }
 
 // translated is src with each address replaced by the loopback backend
-// standing for it; an address with none is dropped, never dialled.
+// standing for it; an address with none is dropped, never dialled. Each
+// time the router following it has taken the routes, applied gets what it
+// took: the test waits for the router's table, not for the source's, which
+// changes first.
 type translated struct {
-	src   router.RouteSource
-	stand map[string]string
+	src     router.RouteSource
+	mu      sync.Mutex
+	stand   map[string]string   // slice address → loopback backend
+	gave    map[string][]string // what Routes last returned
+	applied chan applied
 }
 
-func (t translated) Subscribe(fn func()) func() { return t.src.Subscribe(fn) }
+type applied struct {
+	at     time.Time
+	routes map[string][]string
+}
 
-func (t translated) Routes() map[string][]string {
+func (t *translated) Subscribe(fn func()) func() {
+	return t.src.Subscribe(func() {
+		fn() // the router's SetRoutes(t.Routes())
+		t.mu.Lock()
+		gave := t.gave
+		t.mu.Unlock()
+		a := applied{at: time.Now(), routes: gave}
+		// Never block the source's notifications (the watch sees other
+		// tests' apps too): when the buffer is full, the oldest goes,
+		// since the newest says what the router has now.
+		for {
+			select {
+			case t.applied <- a:
+				return
+			default:
+				select {
+				case <-t.applied:
+				default:
+				}
+			}
+		}
+	})
+}
+
+func (t *translated) Routes() map[string][]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	out := map[string][]string{}
 	for app, addrs := range t.src.Routes() {
 		out[app] = []string{}
@@ -162,5 +195,6 @@ func (t translated) Routes() map[string][]string {
 			}
 		}
 	}
+	t.gave = out
 	return out
 }
