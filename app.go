@@ -9,9 +9,14 @@ import (
 // App is a deployable application. Its name is a DNS label so that it can be
 // a hostname (<app>.<platform domain>) and a Kubernetes namespace suffix.
 type App struct {
-	ID        int64     `json:"-"`
-	Name      string    `json:"name"`
-	Owner     string    `json:"owner"`
+	ID    int64  `json:"-"`
+	Name  string `json:"name"`
+	Owner string `json:"owner"`
+	// UID is the app's own uid (and gid) on hosts that run its builds and
+	// processes as per-app users (the local scheduler when pierd is root).
+	// The store allocates it from a counter when the app is created, unique
+	// among the apps that exist; 0 when none is allocated.
+	UID       int       `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -24,6 +24,9 @@ type Process struct {
 	State     string    `json:"state"`
 	StartedAt time.Time `json:"started_at"`
 	Restarts  int       `json:"restarts"`
+	// Reason says why the process last went down, when the scheduler
+	// knows, such as "killed: out of memory (limit 64Mi)".
+	Reason string `json:"reason,omitempty"`
 	// Addr is host:port where a ready web process accepts connections;
 	// the router sends traffic there. Never shown to users.
 	Addr string `json:"-"`
@@ -36,6 +39,9 @@ type Deployment struct {
 	Release   Release
 	Formation Formation
 	Limits    map[string]Limits // by process type; absent: no limits set
+	// UID is the app's uid (App.UID): the local scheduler, as root, runs
+	// the app's processes as this uid and gid. 0: none allocated.
+	UID int
 }
 
 // Limits are the resources of each process of one type, in Kubernetes
@@ -165,6 +171,9 @@ type BuildRequest struct {
 	// "" for the strategy's default. Strategies without builders ignore it.
 	Builder string
 	Log     io.Writer // build output, streamed to the pusher
+	// UID is the app's uid (App.UID): the host strategy, as root, builds
+	// as this uid and gid. 0: none allocated.
+	UID int
 }
 
 // BuildResult is a strategy's output: Image names it (an image reference,
