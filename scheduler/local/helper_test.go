@@ -99,6 +99,9 @@ func helperMain(mode string) {
 	case "supervisor":
 		superviseMain()
 		return
+	case "hijack", "dial":
+		isolationMain(mode)
+		return
 	}
 	// web
 	switch os.Getenv("MODE") {
@@ -124,6 +127,23 @@ func helperMain(mode string) {
 	})
 	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("PORT"), Handler: mux}
 	fmt.Println("listening on", os.Getenv("PORT"))
+	if os.Getenv("MODE") == "crash-once" {
+		// Crashes after serving, the first time only (its working dir
+		// outlives restarts); later runs wait for the port to be free, as
+		// an app that retries its bind does.
+		marker := filepath.Join(os.Getenv("HOME"), "crashed-once")
+		if _, err := os.Stat(marker); err != nil {
+			os.WriteFile(marker, nil, 0o600)
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				fmt.Println("crashing now")
+				os.Exit(3)
+			}()
+		} else {
+			serveRetrying(srv)
+			return
+		}
+	}
 	if os.Getenv("MODE") == "crash-after" {
 		go func() {
 			time.Sleep(300 * time.Millisecond)

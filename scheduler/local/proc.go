@@ -283,8 +283,8 @@ func exitReason(err error) string {
 	return err.Error()
 }
 
-// probe marks p up: a web process once it accepts a TCP connection on its
-// port, any other once it has run for UpAfter. A web process that does not
+// probe marks p up: a web process once a process of its group listens on
+// its port and accepts a TCP connection there, any other once it has run for UpAfter. A web process that does not
 // listen within StartTimeout is killed, which counts as a crash.
 func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struct{}) {
 	if p.typ != "web" {
@@ -300,12 +300,32 @@ func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struc
 	deadline := time.NewTimer(s.cfg.StartTimeout)
 	defer deadline.Stop()
 	delay := 5 * time.Millisecond
+	uid := s.appUID(p.app.name)
+	said := ""
 	for {
-		conn, err := net.DialTimeout("tcp", p.addr, time.Second)
-		if err == nil {
-			conn.Close()
-			s.markReady(p, runDone)
-			return
+		// Only a listener of the process's own group counts: the port was
+		// free while the process was not listening (before it bound it,
+		// during a restart's backoff), and a neighbour may hold it now.
+		h, err := checkPort(p.port, g, uid)
+		var why string
+		switch {
+		case err != nil:
+			why = fmt.Sprintf("cannot tell who listens on port %d: %v; %s is not routed until it can", p.port, err, p.name())
+		case h.stranger:
+			why = fmt.Sprintf("port %d is held by another process (uid %d): %s is not routed while it is; it comes up once its own process listens there", p.port, h.uid, p.name())
+		}
+		if why != "" && why != said {
+			said = why
+			p.app.platform("%s", why)
+			s.log.Warn("a process's port is not its own", "app", p.app.name, "process", p.name(), "port", p.port, "why", why)
+		}
+		if h.own {
+			conn, err := net.DialTimeout("tcp", p.addr, time.Second)
+			if err == nil {
+				conn.Close()
+				s.markReady(p, runDone)
+				return
+			}
 		}
 		t := time.NewTimer(delay)
 		select {

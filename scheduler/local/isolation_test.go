@@ -1,0 +1,188 @@
+package local_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/scheduler/local"
+)
+
+// strangerUID is a uid of the app range that no app of these tests gets:
+// the neighbour who takes a port.
+const strangerUID = 165000
+
+// isolationMain is the neighbour of the isolation tests. hijack: listen on
+// HIJACK_ADDR and answer "hijacked" until killed. dial: try a TCP
+// connection to each argument and print "ADDR ok" or "ADDR refused: why".
+func isolationMain(mode string) {
+	switch mode {
+	case "hijack":
+		l, err := net.Listen("tcp", os.Getenv("HIJACK_ADDR"))
+		if err != nil {
+			fmt.Println("cannot listen:", err)
+			os.Exit(1)
+		}
+		fmt.Println("listening")
+		http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hijacked") }))
+	case "dial":
+		for _, addr := range os.Args[1:] {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				fmt.Println(addr, "refused:", err)
+				continue
+			}
+			c.Close()
+			fmt.Println(addr, "ok")
+		}
+	}
+}
+
+// serveRetrying serves srv, retrying its bind while the port is taken.
+func serveRetrying(srv *http.Server) {
+	for {
+		l, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			fmt.Println("cannot listen, retrying:", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		fmt.Println("listening on", os.Getenv("PORT"))
+		srv.Serve(l)
+		return
+	}
+}
+
+// startAs starts the helper in mode as uid (when the tests run as root;
+// otherwise as ourselves, in a process group of its own) and returns its
+// first line of output.
+func startAs(t *testing.T, uid uint32, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(helperBin)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	go io.Copy(io.Discard, out)
+	return cmd, strings.TrimSpace(line)
+}
+
+// Finding 5 (ports): a process's port is free while it waits to restart,
+// and readiness used to need only someone to accept on it, so a neighbour
+// that bound it got the app's traffic. Here web.1 of "victim" crashes after
+// serving; during its backoff a stranger (another uid as root, another
+// process group otherwise) listens on its port. The restarted process must
+// never be marked up nor routed on the stranger's listener, the app's log
+// must say why, and once the stranger goes the app's own listener serves.
+func TestPortHijackNeverRouted(t *testing.T) {
+	s, dir := newScheduler(t, func(c *local.Config) {
+		c.RestartBackoff = 2 * time.Second
+		c.MaxRestartBackoff = 2 * time.Second
+	})
+	ctx := context.Background()
+	var hijacking, routedToStranger atomic.Bool
+	var addr atomic.Value
+	addr.Store("")
+	routedNow := func() bool {
+		return slices.Contains(s.Routes()["victim"], addr.Load().(string))
+	}
+	cancel := s.Subscribe(func() {
+		if hijacking.Load() && routedNow() {
+			routedToStranger.Store(true)
+		}
+	})
+	defer cancel()
+
+	if err := s.Apply(ctx, deployment("victim", 1, web(1), pier.Config{"MODE": "crash-once"})); err != nil {
+		t.Fatal(err)
+	}
+	ps := processes(t, s, "victim")
+	if len(ps) != 1 || ps[0].Addr == "" {
+		t.Fatalf("processes: %+v", ps)
+	}
+	addr.Store(ps[0].Addr)
+	_, port, _ := net.SplitHostPort(ps[0].Addr)
+	eventually(t, "web.1 crashes", func() bool {
+		ps := processes(t, s, "victim")
+		return len(ps) == 1 && ps[0].State == pier.ProcessCrashed
+	})
+
+	hijacking.Store(true)
+	hijacker, said := startAs(t, strangerUID, "PIER_TEST_HELPER=hijack", "HIJACK_ADDR="+ps[0].Addr)
+	if said != "listening" {
+		t.Fatalf("the stranger could not take the port during the backoff: %s", said)
+	}
+	if body := get(t, ps[0].Addr); body != "hijacked" {
+		t.Fatalf("the port answers %q, not the stranger", body)
+	}
+	wantUID := strangerUID
+	if os.Geteuid() != 0 {
+		wantUID = os.Geteuid()
+	}
+	want := fmt.Sprintf("port %s is held by another process (uid %d)", port, wantUID)
+	logFile := filepath.Join(dir, "logs", "victim.log")
+	// Through the restart and a start that timed out on the stranger's
+	// listener, and the next restart.
+	eventually(t, "the restarted web.1 runs again beside the stranger, twice", func() bool {
+		if routedNow() {
+			t.Fatalf("web.1 is routed while a stranger holds its port %s", port)
+		}
+		ps := processes(t, s, "victim")
+		logs, _ := os.ReadFile(logFile)
+		return strings.Contains(string(logs), want) && len(ps) == 1 && ps[0].Restarts >= 2
+	})
+	if routedToStranger.Load() {
+		t.Fatalf("web.1 was routed while a stranger held its port %s", port)
+	}
+	if ps := processes(t, s, "victim"); ps[0].State == pier.ProcessUp {
+		t.Fatalf("web.1 is up on the stranger's listener: %+v", ps[0])
+	}
+
+	hijacking.Store(false)
+	hijacker.Process.Kill()
+	hijacker.Wait()
+	eventually(t, "web.1 serves on its own listener once the stranger is gone", func() bool {
+		return routedNow()
+	})
+	if body := get(t, ps[0].Addr); body != "web.1 v1" {
+		t.Fatalf("the port answers %q", body)
+	}
+}
+
+func get(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
