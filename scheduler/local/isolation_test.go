@@ -19,6 +19,7 @@ import (
 
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/scheduler/local"
+	"github.com/pierpaas/pier/scheduler/local/firewall"
 )
 
 // strangerUID is a uid of the app range that no app of these tests gets:
@@ -185,4 +186,90 @@ func get(t *testing.T, addr string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// Every app listens on loopback, and a port is no secret (ss lists them):
+// as root, an app's processes must not open a TCP connection to another
+// app's port, while the router (root) still can, and the apps can still
+// reach the router's ports. The rules are gone after Shutdown.
+func TestAppsCannotConnectToEachOther(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("per-app uids and their firewall rules need root")
+	}
+	router := listenAsRoot(t, "127.0.0.1:0") // stands in for the router's port
+	// pierd's internal listener, an operator's service: on no allowed port.
+	internal4, internal6 := listenAsRoot(t, "127.0.0.1:0"), listenAsRoot(t, "[::1]:0")
+	routerPort := router.Addr().(*net.TCPAddr).Port
+	s, dir := newScheduler(t, func(c *local.Config) { c.AllowedPorts = []int{routerPort} })
+	ctx := context.Background()
+	if err := s.Apply(ctx, deployment("alpha", 1, web(1), nil)); err != nil {
+		t.Fatal(err)
+	}
+	alpha := s.Backends("alpha")
+	if len(alpha) != 1 {
+		t.Fatalf("backends of alpha: %v", alpha)
+	}
+	// The router's side: root reaches alpha.
+	if body := get(t, alpha[0]); body != "web.1 v1" {
+		t.Fatalf("alpha answers %q", body)
+	}
+	// beta's `pier run`, as beta's uid.
+	var out strings.Builder
+	code, err := s.Run(ctx, deployment("beta", 1, nil, pier.Config{"PIER_TEST_HELPER": "dial"}), pier.RunOptions{
+		Command: []string{helperBin, alpha[0], router.Addr().String(), internal4.Addr().String(), internal6.Addr().String()},
+		Stdout:  &out, Stderr: &out,
+	})
+	if err != nil || code != 0 {
+		t.Fatalf("run: %d %v\n%s", code, err, out.String())
+	}
+	if !strings.Contains(out.String(), alpha[0]+" refused: ") {
+		t.Errorf("beta's process reached alpha's port %s:\n%s", alpha[0], out.String())
+	}
+	for _, l := range []net.Listener{internal4, internal6} {
+		if !strings.Contains(out.String(), l.Addr().String()+" refused: ") {
+			t.Errorf("beta's process reached root's loopback service %s:\n%s", l.Addr(), out.String())
+		}
+	}
+	if !strings.Contains(out.String(), router.Addr().String()+" ok") {
+		t.Errorf("beta's process cannot reach the router's port %d:\n%s", routerPort, out.String())
+	}
+	chain := firewall.Chain(dir)
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if b, err := exec.Command(tool, "-w", "-S", "OUTPUT").CombinedOutput(); err != nil || !strings.Contains(string(b), "-j "+chain) {
+			t.Fatalf("%s: no jump to %s in OUTPUT: %v\n%s", tool, chain, err, b)
+		}
+	}
+	shut, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(shut); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if b, _ := exec.Command(tool, "-w", "-S", "OUTPUT").CombinedOutput(); strings.Contains(string(b), chain) {
+			t.Errorf("%s: the jump to %s is left after Shutdown:\n%s", tool, chain, b)
+		}
+		if b, err := exec.Command(tool, "-w", "-S", chain).CombinedOutput(); err == nil {
+			t.Errorf("%s: chain %s is left after Shutdown:\n%s", tool, chain, b)
+		}
+	}
+}
+
+// listenAsRoot accepts and closes connections on addr until the test ends.
+func listenAsRoot(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/internal/pgroup"
 	"github.com/pierpaas/pier/router"
+	"github.com/pierpaas/pier/scheduler/local/firewall"
 )
 
 // LaunchFunc builds the command of one process of a deployment. The
@@ -61,6 +62,13 @@ type Config struct {
 	// Credential chooses the uid/gid of an app's processes. nil: when pierd
 	// runs as root, AppUID(app); otherwise pierd's own.
 	Credential func(app string) *syscall.Credential
+
+	// AppUIDs is the inclusive range of every app's uid (processes and
+	// builds), whoever chooses them; zero: DefaultAppUIDs. As root, new TCP
+	// connections from these uids over loopback are refused except to
+	// AllowedPorts (see package firewall).
+	AppUIDs      [2]uint32
+	AllowedPorts []int // loopback ports apps may connect to: the router's
 }
 
 // Per-app uids live in a range that no distribution hands out to users, so
@@ -89,7 +97,8 @@ type Scheduler struct {
 	ports  *ports
 	groups *pgroup.Records // every process group started and not yet stopped
 	spawnc chan spawnReq
-	runWG  sync.WaitGroup // one-off processes not yet stopped and reaped
+	guard  *firewall.Guard // root's netfilter rules; nil otherwise
+	runWG  sync.WaitGroup  // one-off processes not yet stopped and reaped
 
 	feed router.Feed // the router follows the ready web addresses (Subscribe)
 
@@ -148,6 +157,9 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Credential == nil {
 		cfg.Credential = defaultCredential
 	}
+	if cfg.AppUIDs == [2]uint32{} {
+		cfg.AppUIDs = DefaultAppUIDs
+	}
 	if r := cfg.PortRange; r != [2]int{} && (r[0] < 1 || r[1] > 65535 || r[0] > r[1]) {
 		return nil, fmt.Errorf("local scheduler: port range %d-%d is invalid", r[0], r[1])
 	}
@@ -180,6 +192,9 @@ func New(cfg Config) (*Scheduler, error) {
 		spawnc: make(chan spawnReq),
 		apps:   map[string]*appState{},
 		runs:   map[*pgroup.Group]struct{}{},
+	}
+	if err := s.guardLoopback(); err != nil { // loopback.go
+		return nil, err
 	}
 	go s.spawner()
 	return s, nil
@@ -719,5 +734,5 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
-	return err
+	return errors.Join(err, s.unguard())
 }
