@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -195,6 +196,9 @@ func (p *platform) startLocal(o options, log *slog.Logger) error {
 		DataDir:   filepath.Join(rt, "scheduler"),
 		Logger:    log,
 		PortRange: o.ports,
+		// As root, apps reach no loopback port but the router's: not each
+		// other, nor pierd's internal listener (package firewall).
+		AllowedPorts: publicPorts(o),
 		Launch: func(d pier.Deployment, processType string) (*exec.Cmd, error) {
 			if d.Release.Build == nil {
 				return nil, errors.New("the release has no build")
@@ -225,6 +229,20 @@ func (p *platform) startLocal(o options, log *slog.Logger) error {
 	p.sched, p.routes = sched, sched
 	p.closers = append(p.closers, func(ctx context.Context) { sched.Shutdown(ctx) })
 	return nil
+}
+
+// publicPorts are the ports of --http-addr and --https-addr; a port 0 is
+// chosen later and cannot be named: apps cannot reach that one.
+func publicPorts(o options) []int {
+	var out []int
+	for _, a := range []string{o.httpAddr, o.httpsAddr} {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // startPack makes the pack strategy: images built with a Docker daemon and
