@@ -201,6 +201,14 @@ func TestAppsCannotConnectToEachOther(t *testing.T) {
 	internal4, internal6 := listenAsRoot(t, "127.0.0.1:0"), listenAsRoot(t, "[::1]:0")
 	routerPort := router.Addr().(*net.TCPAddr).Port
 	s, dir := newScheduler(t, func(c *local.Config) { c.AllowedPorts = []int{routerPort} })
+	// Another installation on this host (tests run many at once), whose
+	// router is elsewhere, must not refuse this one's router.
+	otherRouter := listenAsRoot(t, "127.0.0.1:0")
+	other, err := firewall.Install(firewall.Config{DataDir: t.TempDir(), UIDs: local.DefaultAppUIDs, Allow: []int{otherRouter.Addr().(*net.TCPAddr).Port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Remove()
 	ctx := context.Background()
 	if err := s.Apply(ctx, deployment("alpha", 1, web(1), nil)); err != nil {
 		t.Fatal(err)
@@ -245,11 +253,13 @@ func TestAppsCannotConnectToEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		if b, _ := exec.Command(tool, "-w", "-S", "OUTPUT").CombinedOutput(); strings.Contains(string(b), chain) {
-			t.Errorf("%s: the jump to %s is left after Shutdown:\n%s", tool, chain, b)
-		}
-		if b, err := exec.Command(tool, "-w", "-S", chain).CombinedOutput(); err == nil {
-			t.Errorf("%s: chain %s is left after Shutdown:\n%s", tool, chain, b)
+		for _, table := range []string{"mangle", "filter"} {
+			if b, _ := exec.Command(tool, "-w", "-t", table, "-S", "OUTPUT").CombinedOutput(); strings.Contains(string(b), chain) {
+				t.Errorf("%s: the jump to %s is left in %s after Shutdown:\n%s", tool, chain, table, b)
+			}
+			if b, err := exec.Command(tool, "-w", "-t", table, "-S", chain).CombinedOutput(); err == nil {
+				t.Errorf("%s: chain %s is left in %s after Shutdown:\n%s", tool, chain, table, b)
+			}
 		}
 	}
 }

@@ -303,29 +303,15 @@ func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struc
 	uid := s.appUID(p.app.name)
 	said := ""
 	for {
-		// Only a listener of the process's own group counts: the port was
-		// free while the process was not listening (before it bound it,
-		// during a restart's backoff), and a neighbour may hold it now.
-		h, err := checkPort(p.port, g, uid)
-		var why string
-		switch {
-		case err != nil:
-			why = fmt.Sprintf("cannot tell who listens on port %d: %v; %s is not routed until it can", p.port, err, p.name())
-		case h.stranger:
-			why = fmt.Sprintf("port %d is held by another process (uid %d): %s is not routed while it is; it comes up once its own process listens there", p.port, h.uid, p.name())
+		ready, why := s.listens(p, g, uid)
+		if ready {
+			s.markReady(p, runDone)
+			return
 		}
 		if why != "" && why != said {
 			said = why
 			p.app.platform("%s", why)
 			s.log.Warn("a process's port is not its own", "app", p.app.name, "process", p.name(), "port", p.port, "why", why)
-		}
-		if h.own {
-			conn, err := net.DialTimeout("tcp", p.addr, time.Second)
-			if err == nil {
-				conn.Close()
-				s.markReady(p, runDone)
-				return
-			}
 		}
 		t := time.NewTimer(delay)
 		select {

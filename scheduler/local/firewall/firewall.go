@@ -13,10 +13,15 @@
 // from an app's listener to the router are not new connections, and the
 // router runs as root, outside the range: serving is untouched.
 //
-// The rules live in a chain of their own, named after the scheduler's data
+// The rules live in chains of their own, named after the scheduler's data
 // dir, jumped to from the top of OUTPUT, in IPv4 (iptables) and, when the
-// kernel has IPv6, IPv6 (ip6tables): both are refilled at every start and
-// removed at Shutdown. A pierd that was killed leaves its chain behind;
+// kernel has IPv6, IPv6 (ip6tables): refilled at every start and removed
+// at Shutdown. Several installations on one host (tests run many) must not
+// refuse each other's router ports: so the allowed ports are not accepted
+// in the filter chain, where the first installation's refusal would come
+// before the second's exception, but marked (Mark) in the mangle table,
+// which the kernel runs before filter, and every installation's filter
+// chain lets a marked SYN pass. A pierd that was killed leaves its chain behind;
 // the next start on the same data dir replaces it, and any start removes
 // the chains of data dirs that no longer exist. Commands are run with
 // argv, never through a shell.
@@ -53,6 +58,11 @@ type Guard struct {
 	once           sync.Once
 	err            error
 }
+
+// Mark is the bit of the packet mark that says "a SYN to an allowed port".
+// Other users of marks take other bits: kube-proxy 0x4000 and 0x8000,
+// Tailscale 0xff0000, Cilium 0xf00.
+const Mark = "0x20000000/0x20000000"
 
 // commentPrefix marks the jumps of Pier in OUTPUT; the data dir follows.
 const commentPrefix = "pier "
@@ -97,25 +107,33 @@ func Install(cfg Config) (*Guard, error) {
 		g.tools = append(g.tools, path)
 	}
 	uids := fmt.Sprintf("%d-%d", cfg.UIDs[0], cfg.UIDs[1])
+	for _, p := range cfg.Allow {
+		if p < 1 || p > 65535 {
+			return nil, fmt.Errorf("allowed port %d is not a TCP port", p)
+		}
+	}
 	for _, tool := range g.tools {
 		removeStale(tool, g.log)
-		if _, err := run(tool, "-N", g.chain); err != nil {
-			if _, err2 := run(tool, "-S", g.chain); err2 != nil {
-				return nil, installErr(tool, err)
+		for _, table := range tables {
+			if _, err := run(tool, "-t", table, "-N", g.chain); err != nil {
+				if _, err2 := run(tool, "-t", table, "-S", g.chain); err2 != nil {
+					return nil, installErr(tool, err)
+				}
 			}
 		}
-		rules := [][]string{{"-F", g.chain}}
+		rules := [][]string{{"-t", "mangle", "-F", g.chain}, {"-t", "filter", "-F", g.chain}}
 		for _, p := range cfg.Allow {
-			if p < 1 || p > 65535 {
-				return nil, fmt.Errorf("allowed port %d is not a TCP port", p)
-			}
-			rules = append(rules, []string{"-A", g.chain, "-o", "lo", "-p", "tcp", "--syn", "--dport", strconv.Itoa(p), "-j", "RETURN"})
+			rules = append(rules, []string{"-t", "mangle", "-A", g.chain, "-o", "lo", "-p", "tcp", "--syn", "--dport", strconv.Itoa(p), "-j", "MARK", "--set-xmark", Mark})
 		}
-		rules = append(rules, []string{"-A", g.chain, "-o", "lo", "-p", "tcp", "--syn", "-m", "owner", "--uid-owner", uids, "-j", "REJECT", "--reject-with", "tcp-reset"})
+		rules = append(rules,
+			[]string{"-t", "filter", "-A", g.chain, "-m", "mark", "--mark", Mark, "-j", "RETURN"},
+			[]string{"-t", "filter", "-A", g.chain, "-o", "lo", "-p", "tcp", "--syn", "-m", "owner", "--uid-owner", uids, "-j", "REJECT", "--reject-with", "tcp-reset"})
 		// At the top of OUTPUT, once: an "-o lo -j ACCEPT" that many
 		// firewalls have must not come first.
-		deleteJumps(tool, g.jump())
-		rules = append(rules, append([]string{"-I", "OUTPUT", "1"}, g.jump()...))
+		for _, table := range tables {
+			deleteJumps(tool, table, g.jump())
+			rules = append(rules, append([]string{"-t", table, "-I", "OUTPUT", "1"}, g.jump()...))
+		}
 		for _, r := range rules {
 			if _, err := run(tool, r...); err != nil {
 				g.Remove()
@@ -125,6 +143,9 @@ func Install(cfg Config) (*Guard, error) {
 	}
 	return g, nil
 }
+
+// tables hold a chain each: mangle marks, filter refuses.
+var tables = []string{"mangle", "filter"}
 
 // jump is the OUTPUT rule that sends loopback TCP to the chain.
 func (g *Guard) jump() []string { return jumpTo(g.chain, g.comment) }
@@ -138,15 +159,17 @@ func (g *Guard) Remove() error {
 	g.once.Do(func() {
 		var errs []error
 		for _, tool := range g.tools {
-			deleteJumps(tool, g.jump())
-			if _, err := run(tool, "-S", g.chain); err != nil {
-				continue // never made, or gone
-			}
-			if _, err := run(tool, "-F", g.chain); err != nil {
-				errs = append(errs, err)
-			}
-			if _, err := run(tool, "-X", g.chain); err != nil {
-				errs = append(errs, err)
+			for _, table := range tables {
+				deleteJumps(tool, table, g.jump())
+				if _, err := run(tool, "-t", table, "-S", g.chain); err != nil {
+					continue // never made, or gone
+				}
+				if _, err := run(tool, "-t", table, "-F", g.chain); err != nil {
+					errs = append(errs, err)
+				}
+				if _, err := run(tool, "-t", table, "-X", g.chain); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 		g.err = errors.Join(errs...)
@@ -154,10 +177,10 @@ func (g *Guard) Remove() error {
 	return g.err
 }
 
-// deleteJumps deletes every copy of the jump from OUTPUT.
-func deleteJumps(tool string, jump []string) {
+// deleteJumps deletes every copy of the jump from table's OUTPUT.
+func deleteJumps(tool, table string, jump []string) {
 	for range 100 {
-		if _, err := run(tool, append([]string{"-D", "OUTPUT"}, jump...)...); err != nil {
+		if _, err := run(tool, append([]string{"-t", table, "-D", "OUTPUT"}, jump...)...); err != nil {
 			return
 		}
 	}
@@ -166,7 +189,13 @@ func deleteJumps(tool string, jump []string) {
 // removeStale removes the jumps and chains of data dirs that no longer
 // exist (a killed pierd's temporary dir, a removed installation).
 func removeStale(tool string, log *slog.Logger) {
-	out, err := run(tool, "-S", "OUTPUT")
+	for _, table := range tables {
+		removeStaleIn(tool, table, log)
+	}
+}
+
+func removeStaleIn(tool, table string, log *slog.Logger) {
+	out, err := run(tool, "-t", table, "-S", "OUTPUT")
 	if err != nil {
 		return
 	}
@@ -183,10 +212,10 @@ func removeStale(tool string, log *slog.Logger) {
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		deleteJumps(tool, jumpTo(chain, commentPrefix+dir))
-		run(tool, "-F", chain)
-		run(tool, "-X", chain)
-		log.Info("removed the firewall chain of a data dir that is gone", "chain", chain, "dir", dir)
+		deleteJumps(tool, table, jumpTo(chain, commentPrefix+dir))
+		run(tool, "-t", table, "-F", chain)
+		run(tool, "-t", table, "-X", chain)
+		log.Info("removed the firewall chain of a data dir that is gone", "table", table, "chain", chain, "dir", dir)
 	}
 }
 

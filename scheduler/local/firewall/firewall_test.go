@@ -9,9 +9,9 @@ import (
 	"github.com/pierpaas/pier/scheduler/local/firewall"
 )
 
-func rules(t *testing.T, tool string, args ...string) string {
+func rules(t *testing.T, tool, table, chain string) string {
 	t.Helper()
-	b, _ := exec.Command(tool, append([]string{"-w", "-S"}, args...)...).CombinedOutput()
+	b, _ := exec.Command(tool, "-w", "-t", table, "-S", chain).CombinedOutput()
 	return string(b)
 }
 
@@ -33,12 +33,17 @@ func TestChainOfKilledPierdReplaced(t *testing.T) {
 	}
 	chain := firewall.Chain(cfg.DataDir)
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		if n := strings.Count(rules(t, tool, "OUTPUT"), "-j "+chain); n != 1 {
-			t.Errorf("%s: %d jumps to %s in OUTPUT", tool, n, chain)
+		for _, table := range []string{"mangle", "filter"} {
+			if n := strings.Count(rules(t, tool, table, "OUTPUT"), "-j "+chain); n != 1 {
+				t.Errorf("%s: %d jumps to %s in %s OUTPUT", tool, n, chain, table)
+			}
 		}
-		got := rules(t, tool, chain)
-		if strings.Contains(got, "8080") || !strings.Contains(got, "--dport 9090 --tcp-flags FIN,SYN,RST,ACK SYN -j RETURN") || !strings.Contains(got, "--uid-owner 100000-165535 -j REJECT --reject-with tcp-reset") {
-			t.Errorf("%s: chain %s:\n%s", tool, chain, got)
+		mangle, filter := rules(t, tool, "mangle", chain), rules(t, tool, "filter", chain)
+		if strings.Contains(mangle, "8080") || !strings.Contains(mangle, "--dport 9090 --tcp-flags FIN,SYN,RST,ACK SYN -j MARK --set-xmark "+firewall.Mark) {
+			t.Errorf("%s: mangle chain %s:\n%s", tool, chain, mangle)
+		}
+		if !strings.Contains(filter, "-m mark --mark "+firewall.Mark+" -j RETURN") || !strings.Contains(filter, "--uid-owner 100000-165535 -j REJECT --reject-with tcp-reset") {
+			t.Errorf("%s: chain %s:\n%s", tool, chain, filter)
 		}
 	}
 	if err := g.Remove(); err != nil {
@@ -57,8 +62,10 @@ func TestChainOfKilledPierdReplaced(t *testing.T) {
 	}
 	defer g.Remove()
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		if out := rules(t, tool, "OUTPUT"); strings.Contains(out, firewall.Chain(gone.DataDir)) {
-			t.Errorf("%s: the chain of a removed data dir is left:\n%s", tool, out)
+		for _, table := range []string{"mangle", "filter"} {
+			if out := rules(t, tool, table, "OUTPUT"); strings.Contains(out, firewall.Chain(gone.DataDir)) {
+				t.Errorf("%s: the chain of a removed data dir is left in %s:\n%s", tool, table, out)
+			}
 		}
 	}
 }
