@@ -26,6 +26,7 @@ func (s *Scheduler) guardLoopback() error {
 		return fmt.Errorf("local scheduler: %w", err)
 	}
 	s.guard = g
+	s.log.Info("app uids may open loopback TCP connections to the router's ports only", "chain", firewall.Chain(s.cfg.DataDir), "app_uids", fmt.Sprintf("%d-%d", s.cfg.AppUIDs[0], s.cfg.AppUIDs[1]), "ports", s.cfg.AllowedPorts)
 	return nil
 }
 
