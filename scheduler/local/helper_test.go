@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -144,6 +145,23 @@ func helperMain(mode string) {
 			return
 		}
 	}
+	if os.Getenv("MODE") == "close-listener" {
+		// Serves until $HOME/close appears, then closes its listener and
+		// stays alive (a port anyone can take), and listens again once
+		// $HOME/rebind appears.
+		l, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		go srv.Serve(l)
+		awaitFile(filepath.Join(os.Getenv("HOME"), "close"))
+		l.Close()
+		fmt.Println("closed my listener")
+		awaitFile(filepath.Join(os.Getenv("HOME"), "rebind"))
+		serveRetrying(srv)
+		return
+	}
 	if os.Getenv("MODE") == "crash-after" {
 		go func() {
 			time.Sleep(300 * time.Millisecond)
@@ -163,6 +181,16 @@ func helperMain(mode string) {
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+}
+
+// awaitFile returns once path exists.
+func awaitFile(path string) {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -177,6 +177,86 @@ func TestPortHijackNeverRouted(t *testing.T) {
 	}
 }
 
+// Finding 5 (ports), the other way to lose a port: a web process that is up
+// closes its listener and lives on. Its port is anyone's; a neighbour that
+// binds it must not get the app's traffic. The process leaves the routes
+// once its group no longer holds the listening socket, stays out while the
+// stranger holds the port, and comes back when it listens again.
+func TestClosedListenerLeavesRoutes(t *testing.T) {
+	s, dir := newScheduler(t, func(c *local.Config) {
+		c.StartTimeout = time.Minute // the stranger's turn must not end in a restart
+	})
+	ctx := context.Background()
+	var hijacking, routedToStranger atomic.Bool
+	var addr atomic.Value
+	addr.Store("")
+	routedNow := func() bool {
+		return slices.Contains(s.Routes()["victim"], addr.Load().(string))
+	}
+	cancel := s.Subscribe(func() {
+		if hijacking.Load() && routedNow() {
+			routedToStranger.Store(true)
+		}
+	})
+	defer cancel()
+
+	if err := s.Apply(ctx, deployment("victim", 1, web(1), pier.Config{"MODE": "close-listener"})); err != nil {
+		t.Fatal(err)
+	}
+	ps := processes(t, s, "victim")
+	if len(ps) != 1 || ps[0].Addr == "" {
+		t.Fatalf("processes: %+v", ps)
+	}
+	addr.Store(ps[0].Addr)
+	_, port, _ := net.SplitHostPort(ps[0].Addr)
+	eventually(t, "web.1 is routed", routedNow)
+	home := getIdentity(ps[0].Addr).Env["HOME"]
+	if home == "" {
+		t.Fatal("web.1 has no HOME")
+	}
+	if err := os.WriteFile(filepath.Join(home, "close"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "web.1 leaves the routes once it closed its listener", func() bool { return !routedNow() })
+	logFile := filepath.Join(dir, "logs", "victim.log")
+	logs, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(logs), "closed its listener on port "+port) {
+		t.Fatalf("the app's log does not say why web.1 left the routes:\n%s", logs)
+	}
+
+	hijacking.Store(true)
+	hijacker, said := startAs(t, strangerUID, "PIER_TEST_HELPER=hijack", "HIJACK_ADDR="+ps[0].Addr)
+	if said != "listening" {
+		t.Fatalf("the stranger could not take the closed port: %s", said)
+	}
+	wantUID := strangerUID
+	if os.Geteuid() != 0 {
+		wantUID = os.Geteuid()
+	}
+	want := fmt.Sprintf("port %s is held by another process (uid %d)", port, wantUID)
+	eventually(t, "the scheduler sees the stranger on web.1's port", func() bool {
+		if routedNow() {
+			t.Fatalf("web.1 is routed while a stranger holds its port %s", port)
+		}
+		logs, _ := os.ReadFile(logFile)
+		return strings.Contains(string(logs), want)
+	})
+	if routedToStranger.Load() {
+		t.Fatalf("web.1 was routed while a stranger held its port %s", port)
+	}
+
+	hijacking.Store(false)
+	hijacker.Process.Kill()
+	hijacker.Wait()
+	if err := os.WriteFile(filepath.Join(home, "rebind"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "web.1 is routed again on its own listener", routedNow)
+	if body := get(t, ps[0].Addr); body != "web.1 v1" {
+		t.Fatalf("the port answers %q", body)
+	}
+}
+
 func get(t *testing.T, addr string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/")

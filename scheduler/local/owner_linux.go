@@ -175,15 +175,39 @@ func checkPort(port int, g *pgroup.Group, uid int) (portHolder, error) {
 			}
 		}
 	}
+	own := portHolder{own: true}
 	for _, l := range ls {
 		if !held[l.inode] {
 			return portHolder{stranger: true, uid: l.uid}, nil
 		}
+		own.sockets = append(own.sockets, l.inode)
 	}
-	return portHolder{own: true}, nil
+	return own, nil
 }
 
-func holdsAll(held map[uint64]bool, ls []listener) bool {
+// groupHolds says whether processes of g still hold every one of sockets.
+func groupHolds(g *pgroup.Group, sockets []uint64) bool {
+	has := func(held map[uint64]bool) bool {
+		for _, n := range sockets {
+			if !held[n] {
+				return false
+			}
+		}
+		return true
+	}
+	if has(socketInodes(g.Pid())) {
+		return true
+	}
+	held := map[uint64]bool{}
+	for _, pid := range g.Members() {
+		for n := range socketInodes(pid) {
+			held[n] = true
+		}
+	}
+	return has(held)
+}
+
+func holdsAll(held map[uint64]bool, ls []listener) bool { // every listener's socket
 	for _, l := range ls {
 		if !held[l.inode] {
 			return false

@@ -284,8 +284,11 @@ func exitReason(err error) string {
 }
 
 // probe marks p up: a web process once a process of its group listens on
-// its port and accepts a TCP connection there, any other once it has run for UpAfter. A web process that does not
-// listen within StartTimeout is killed, which counts as a crash.
+// its port and accepts a TCP connection there, any other once it has run
+// for UpAfter. A web process that does not listen within StartTimeout is
+// killed, which counts as a crash. A web process that is up is watched:
+// should its group let go of the listener (and a neighbour take the port),
+// it leaves the routes until it listens again (owner.go).
 func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struct{}) {
 	if p.typ != "web" {
 		t := time.NewTimer(s.cfg.UpAfter)
@@ -297,16 +300,32 @@ func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struc
 		}
 		return
 	}
+	for {
+		sockets, ok := s.awaitListener(p, g, runDone, timedOut)
+		if !ok {
+			return
+		}
+		s.markReady(p, runDone)
+		if !s.watchListener(p, g, sockets, runDone) {
+			return
+		}
+		s.unready(p)
+	}
+}
+
+// awaitListener waits until p's own group listens on its port and returns
+// the listening sockets, or false when p exits first or StartTimeout ends
+// (then it kills p).
+func (s *Scheduler) awaitListener(p *proc, g *pgroup.Group, runDone, timedOut chan struct{}) ([]uint64, bool) {
 	deadline := time.NewTimer(s.cfg.StartTimeout)
 	defer deadline.Stop()
 	delay := 5 * time.Millisecond
 	uid := s.appUID(p.app.name)
 	said := ""
 	for {
-		ready, why := s.listens(p, g, uid)
-		if ready {
-			s.markReady(p, runDone)
-			return
+		sockets, why := s.listens(p, g, uid)
+		if sockets != nil {
+			return sockets, true
 		}
 		if why != "" && why != said {
 			said = why
@@ -317,12 +336,12 @@ func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struc
 		select {
 		case <-runDone:
 			t.Stop()
-			return
+			return nil, false
 		case <-deadline.C:
 			t.Stop()
 			close(timedOut)
 			g.Signal(syscall.SIGKILL)
-			return
+			return nil, false
 		case <-t.C:
 		}
 		if delay < 100*time.Millisecond {
