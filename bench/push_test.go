@@ -509,15 +509,14 @@ func (f *floor) build() (time.Duration, error) {
 	if err := os.WriteFile(analyzed, nil, 0o644); err != nil {
 		return 0, err
 	}
+	if f.root {
+		if err := chownTree(out, host.Nobody, host.Nobody); err != nil {
+			return 0, err
+		}
+	}
+	// After the chown: the cache is restored to the owner of layers.
 	if err := host.RestoreCache(f.cache, layers); err != nil {
 		return 0, err
-	}
-	if f.root {
-		for _, d := range []string{out, f.cache} {
-			if err := chownTree(d, host.Nobody, host.Nobody); err != nil {
-				return 0, err
-			}
-		}
 	}
 	group, plan := filepath.Join(tmp, "group.toml"), filepath.Join(tmp, "plan.toml")
 	order := filepath.Join(f.buildpacks, "order.toml")

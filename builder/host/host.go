@@ -163,7 +163,12 @@ func New(cfg Config) (*Strategy, error) {
 		return nil, errors.New("host builds: no WorkDir")
 	}
 	s := &Strategy{cfg: cfg, root: os.Geteuid() == 0, appLocks: map[string]*sync.Mutex{}}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+	// Traversable, not listable: each app's uid reaches its own builds
+	// (see appDir) and cannot learn the other apps' names here.
+	if err := os.MkdirAll(cfg.WorkDir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(cfg.WorkDir, 0o711); err != nil {
 		return nil, err
 	}
 	// No app is named ".pgroups", and builds cannot write to WorkDir itself.
@@ -219,6 +224,41 @@ func (s *Strategy) lock(app string) func() {
 	return l.Unlock
 }
 
+// buildUser is the uid and gid req builds as when pierd is root: the
+// app's own uid (req.UID), else Config.BuildUser's, else Config.UID/GID.
+func (s *Strategy) buildUser(req pier.BuildRequest) (uid, gid int) {
+	switch {
+	case req.UID != 0:
+		return req.UID, req.UID
+	case s.cfg.BuildUser != nil:
+		return s.cfg.BuildUser(req.App)
+	}
+	return s.cfg.UID, s.cfg.GID
+}
+
+// appDir makes the app's directory of the build store, WorkDir/<app>:
+// root's, 0750, group the app's gid, so that the app's processes reach its
+// builds and no other app's uid can list or read them. Only root writes it
+// (the app's uid owns nothing directly in it but its cache), so the cache
+// and the builds can be renamed in it by path.
+func (s *Strategy) appDir(dir string, gid int) error {
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	d, err := openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if s.root {
+		// Again at each build: the app's uid may have changed.
+		if err := d.Chown(0, gid); err != nil {
+			return err
+		}
+	}
+	return d.Chmod(0o750)
+}
+
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Build runs detection and the build of req's source, and stores the
@@ -258,14 +298,20 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 		}
 	}()
 
-	for _, d := range []string{filepath.Join(out, "app"), filepath.Join(out, "layers"), cache,
+	uid, gid := s.buildUser(req)
+	if s.root && (uid <= 0 || gid <= 0) {
+		return nil, fmt.Errorf("host builds: refusing to build %s as root", req.App)
+	}
+	if err := s.appDir(appRoot, gid); err != nil {
+		return nil, err
+	}
+	// Everything below is made by root, and only root can write it until
+	// giveTree hands it over: no path here can have been swapped.
+	for _, d := range []string{filepath.Join(out, "app"), filepath.Join(out, "layers"),
 		filepath.Join(tmp, "platform", "env"), filepath.Join(tmp, "home"), filepath.Join(tmp, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
-	}
-	if err := os.Chmod(appRoot, 0o755); err != nil {
-		return nil, err
 	}
 	if err := copyTree(req.SourceDir, filepath.Join(out, "app"), func(rel string) bool { return rel == ".git" }); err != nil {
 		return nil, fmt.Errorf("copying the source: %w", err)
@@ -277,7 +323,24 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 			return nil, err
 		}
 	}
+	// No analyzer runs (there is no previous image to analyze), so the
+	// builder gets an empty analyzed.toml instead of warning about its
+	// absence.
+	analyzed := filepath.Join(tmp, "analyzed.toml")
+	if err := os.WriteFile(analyzed, nil, 0o644); err != nil {
+		return nil, err
+	}
 	layers := filepath.Join(out, "layers")
+	if s.root {
+		// The build writes its app dir, layers and scratch dir; out stays
+		// root's, so the build cannot put anything beside them (cnb/).
+		for _, d := range []string{filepath.Join(out, "app"), layers, tmp} {
+			if err := giveTree(d, uid, gid); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The layers dir now belongs to the build's uid: the cache follows.
 	if err := RestoreCache(cache, layers); err != nil {
 		return nil, fmt.Errorf("restoring the build cache: %w", err)
 	}
@@ -290,25 +353,6 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 			}
 		}
 	}()
-	uid, gid := s.cfg.UID, s.cfg.GID
-	if s.cfg.BuildUser != nil {
-		uid, gid = s.cfg.BuildUser(req.App)
-	}
-	if s.root {
-		if uid == 0 || gid == 0 {
-			return nil, fmt.Errorf("host builds: refusing to build %s as root", req.App)
-		}
-		for _, d := range []string{out, tmp, cache} {
-			if err := chownTree(d, uid, gid); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// The cache is the build user's alone: builds of other apps must not
-	// read it (it may hold private modules) nor change it.
-	if err := os.Chmod(cache, 0o700); err != nil {
-		return nil, err
-	}
 
 	ctx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, errTimeout)
 	defer cancel()
@@ -316,13 +360,6 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	bps := filepath.Join(s.stage, "buildpacks")
 	group := filepath.Join(tmp, "group.toml")
 	plan := filepath.Join(tmp, "plan.toml")
-	// No analyzer runs (there is no previous image to analyze), so the
-	// builder gets an empty analyzed.toml instead of warning about its
-	// absence.
-	analyzed := filepath.Join(tmp, "analyzed.toml")
-	if err := os.WriteFile(analyzed, nil, 0o644); err != nil {
-		return nil, err
-	}
 	var detectOut bytes.Buffer
 	err := s.phase(ctx, uid, gid, tmp, "detector", &detectOut,
 		"-app", filepath.Join(out, "app"), "-buildpacks", bps, "-layers", layers,
@@ -341,7 +378,7 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 		log.Write(detectOut.Bytes())
 		return nil, pier.Errorf(pier.EINVALID, "buildpack detection failed: %v", err)
 	}
-	if ids := groupIDs(group); len(ids) > 0 {
+	if ids := groupIDs(tmp); len(ids) > 0 {
 		fmt.Fprintf(log, "-----> Buildpacks: %s\n", strings.Join(ids, ", "))
 	}
 	reason := &reasonWriter{w: log}
@@ -362,18 +399,18 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	if err := SaveCache(layers, cache); err != nil {
 		return nil, fmt.Errorf("saving the build cache: %w", err)
 	}
-	procs, err := processTypes(filepath.Join(layers, "config", "metadata.toml"))
+	if s.root {
+		// Immutable from now on: builds and apps run unprivileged.
+		if err := lockTree(out, uid, gid); err != nil {
+			return nil, fmt.Errorf("making the build read-only: %w", err)
+		}
+	}
+	procs, err := processTypes(layers)
 	if err != nil {
 		return nil, fmt.Errorf("reading the launch metadata: %w", err)
 	}
 	if err := s.installLauncher(out, procs); err != nil {
 		return nil, err
-	}
-	if s.root {
-		// Immutable from now on: builds and apps run unprivileged.
-		if err := chownTree(out, 0, 0); err != nil {
-			return nil, err
-		}
 	}
 	types := make([]string, 0, len(procs))
 	for t := range procs {
@@ -497,13 +534,19 @@ func (s *Strategy) buildEnv(tmp string) []string {
 	return env
 }
 
-func groupIDs(path string) []string {
+// groupIDs reads the buildpacks the detector chose from tmp/group.toml.
+// tmp is the build's: the file is opened without following a symlink.
+func groupIDs(tmp string) []string {
 	var g struct {
 		Group []struct {
 			ID string `toml:"id"`
 		} `toml:"group"`
 	}
-	if _, err := toml.DecodeFile(path, &g); err != nil {
+	b, err := readFileBeneath(tmp, maxToml, "group.toml")
+	if err != nil {
+		return nil
+	}
+	if _, err := toml.Decode(string(b), &g); err != nil {
 		return nil
 	}
 	var ids []string
@@ -513,8 +556,9 @@ func groupIDs(path string) []string {
 	return ids
 }
 
-// processTypes reads the process types the lifecycle recorded.
-func processTypes(metadata string) (map[string]string, error) {
+// processTypes reads the process types the lifecycle recorded in
+// layers/config/metadata.toml, following no symlink: the build wrote it.
+func processTypes(layers string) (map[string]string, error) {
 	var md struct {
 		Processes []struct {
 			Type    string   `toml:"type"`
@@ -522,7 +566,11 @@ func processTypes(metadata string) (map[string]string, error) {
 			Args    []string `toml:"args"`
 		} `toml:"processes"`
 	}
-	if _, err := toml.DecodeFile(metadata, &md); err != nil {
+	b, err := readFileBeneath(layers, 16*maxToml, "config", "metadata.toml")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := toml.Decode(string(b), &md); err != nil {
 		return nil, err
 	}
 	procs := map[string]string{}
@@ -582,114 +630,11 @@ func launchCommand(dir, processType, path string) (string, []string) {
 	}
 }
 
-// ---- cache layers ----
-
-type layerTypes struct {
-	Types struct {
-		Cache  bool `toml:"cache"`
-		Launch bool `toml:"launch"`
-	} `toml:"types"`
-}
-
-func readLayerTypes(tomlPath string) (cache, launch bool) {
-	var lt layerTypes
-	if _, err := toml.DecodeFile(tomlPath, &lt); err != nil {
-		return false, false
-	}
-	return lt.Types.Cache, lt.Types.Launch
-}
-
-// RestoreCache moves the cached layers of each buildpack into the build's
-// layers dir, as the lifecycle's restorer would restore them. (bench/ uses
-// it around its bare lifecycle runs.)
-func RestoreCache(cache, layers string) error {
-	bps, err := os.ReadDir(cache)
-	if err != nil {
-		return err
-	}
-	for _, bp := range bps {
-		if !bp.IsDir() {
-			continue
-		}
-		src, dst := filepath.Join(cache, bp.Name()), filepath.Join(layers, bp.Name())
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
-		}
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// SaveCache puts the layers marked cache = true (and each buildpack's
-// store.toml) back into the app's cache: moved when only cached, copied
-// when the build also launches them.
-func SaveCache(layers, cache string) error {
-	if err := RemoveAll(cache); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cache, 0o700); err != nil {
-		return err
-	}
-	bps, err := os.ReadDir(layers)
-	if err != nil {
-		return err
-	}
-	for _, bp := range bps {
-		if !bp.IsDir() || bp.Name() == "config" || bp.Name() == "sbom" {
-			continue
-		}
-		src, dst := filepath.Join(layers, bp.Name()), filepath.Join(cache, bp.Name())
-		tomls, _ := filepath.Glob(filepath.Join(src, "*.toml"))
-		for _, t := range tomls {
-			name := strings.TrimSuffix(filepath.Base(t), ".toml")
-			if name == "store" {
-				if err := os.MkdirAll(dst, 0o755); err != nil {
-					return err
-				}
-				if err := copyFile(t, filepath.Join(dst, "store.toml")); err != nil {
-					return err
-				}
-				continue
-			}
-			cached, launched := readLayerTypes(t)
-			if !cached {
-				continue
-			}
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-			layerDir := filepath.Join(src, name)
-			move := os.Rename
-			if launched {
-				move = func(a, b string) error { return copyTree(a, b, nil) }
-				if err := copyFile(t, filepath.Join(dst, name+".toml")); err != nil {
-					return err
-				}
-			} else if err := os.Rename(t, filepath.Join(dst, name+".toml")); err != nil {
-				return err
-			}
-			if _, err := os.Lstat(layerDir); err == nil {
-				if err := move(layerDir, filepath.Join(dst, name)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // ---- files ----
 
 // copyTree copies a directory tree (files, dirs, symlinks as symlinks),
-// skipping the relative paths skip says so about.
+// skipping the relative paths skip says so about. It walks by path: only
+// for trees no build can write (the checkout, the operator's tools).
 func copyTree(src, dst string, skip func(rel string) bool) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -739,8 +684,8 @@ func copyFile(src, dst string) error {
 }
 
 func copyFileMode(src, dst string, mode fs.FileMode) error {
-	// Never follow a symlink: the files copied after a build were written
-	// by the unprivileged build, and pierd may be root.
+	// Never follow a symlink in the last element, even in trees only root
+	// writes.
 	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -755,26 +700,4 @@ func copyFileMode(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	return out.Close()
-}
-
-func chownTree(dir string, uid, gid int) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-}
-
-// RemoveAll is os.RemoveAll that first makes directories writable (Go's
-// module cache, which a build's layers hold, is read-only on disk). bench/
-// removes its bare lifecycle builds with it.
-func RemoveAll(dir string) error {
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

@@ -140,8 +140,15 @@ func serve(t *testing.T, res *pier.BuildResult, path, want string) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if os.Geteuid() == 0 {
+		// As the app's uid, as the scheduler would: the app's build dir
+		// belongs to its group, and no other uid may enter it.
+		fi, err := os.Stat(filepath.Dir(res.Image))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fi.Sys().(*syscall.Stat_t).Gid
 		os.Chmod(home, 0o777)
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: host.Nobody, Gid: host.Nobody}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: id, Gid: id}
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
