@@ -34,8 +34,12 @@ func heavy(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv("PIER_TEST_HELPER") == "build" {
+	switch os.Getenv("PIER_TEST_HELPER") {
+	case "build":
 		buildMain()
+		return
+	case "swap":
+		swapMain()
 		return
 	}
 	code := m.Run()
@@ -413,6 +417,12 @@ exit 0
 // New and a build with fakeLifecycle.
 func fakeTools(t *testing.T) (lifecycleDir, buildpacksDir string) {
 	t.Helper()
+	return fakeToolsWith(t, fakeLifecycle)
+}
+
+// fakeToolsWith is fakeTools with lifecycle as the lifecycle's text.
+func fakeToolsWith(t *testing.T, lifecycle string) (lifecycleDir, buildpacksDir string) {
+	t.Helper()
 	dir := workDir(t)
 	lifecycleDir, buildpacksDir = filepath.Join(dir, "lifecycle"), filepath.Join(dir, "buildpacks")
 	for _, d := range []string{lifecycleDir, buildpacksDir} {
@@ -421,7 +431,7 @@ func fakeTools(t *testing.T) (lifecycleDir, buildpacksDir string) {
 		}
 	}
 	for name, body := range map[string]string{
-		filepath.Join(lifecycleDir, "lifecycle"):   fakeLifecycle,
+		filepath.Join(lifecycleDir, "lifecycle"):   lifecycle,
 		filepath.Join(lifecycleDir, "launcher"):    "#!/bin/sh\nexit 1\n",
 		filepath.Join(buildpacksDir, "order.toml"): "",
 	} {
