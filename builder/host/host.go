@@ -19,14 +19,21 @@
 // the builds nor the app processes, which run unprivileged, can alter it):
 // releases and rollbacks can point at it for as long as it is kept.
 //
+// As root, WorkDir is 0711 (no app can list the apps) and <WorkDir>/<app>
+// is 0750 root:<the app's gid>: the app's processes reach its builds, no
+// other app's uid can. The app's uid writes its cache, its build's app and
+// layers dirs and scratch dir while it builds, and its running processes
+// can write them at any time; root never walks those by path (tree.go).
+//
 // # Caching
 //
 // The lifecycle's analyzer and restorer phases restore cache layers from a
 // cache image or volume; on the host Pier plays their part with plain
-// renames, which cost nothing: before a build it moves the app's cached
-// layers (those whose <layer>.toml says cache = true) into the new build's
-// layers directory, and afterwards moves them back (copying the ones that
-// are also launch layers, which stay in the build). Layers that are not
+// renames, which cost nothing: before a build the app's cache, which only
+// holds cached layers (those whose <layer>.toml says cache = true),
+// becomes the new build's layers directory, and afterwards the cached
+// layers move to a new cache (copying the ones that are also launch
+// layers, which stay in the build). Layers that are not
 // cache layers never reach a later build, as with a restorer. Building in
 // the directory that is later launched keeps absolute paths written by the
 // tools (a Python virtualenv's scripts) valid at run time.
@@ -108,7 +115,8 @@ type Config struct {
 	UID, GID int
 	// BuildUser, when set, chooses the uid and gid of each app's builds
 	// instead (pierd as root gives each app its own, so that one app's
-	// build cannot read or poison another's cache).
+	// build cannot read or poison another's cache). BuildRequest.UID,
+	// when set, comes first.
 	BuildUser func(app string) (uid, gid int)
 	// Path is the build's PATH (DefaultPath when empty).
 	Path string
@@ -554,150 +562,4 @@ func groupIDs(tmp string) []string {
 		ids = append(ids, b.ID)
 	}
 	return ids
-}
-
-// processTypes reads the process types the lifecycle recorded in
-// layers/config/metadata.toml, following no symlink: the build wrote it.
-func processTypes(layers string) (map[string]string, error) {
-	var md struct {
-		Processes []struct {
-			Type    string   `toml:"type"`
-			Command []string `toml:"command"`
-			Args    []string `toml:"args"`
-		} `toml:"processes"`
-	}
-	b, err := readFileBeneath(layers, 16*maxToml, "config", "metadata.toml")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := toml.Decode(string(b), &md); err != nil {
-		return nil, err
-	}
-	procs := map[string]string{}
-	for _, p := range md.Processes {
-		all := append(append([]string{}, p.Command...), p.Args...)
-		if len(all) == 3 && all[0] == "bash" && all[1] == "-c" {
-			procs[p.Type] = all[2] // a Procfile line, shown as written
-		} else {
-			procs[p.Type] = strings.Join(all, " ")
-		}
-	}
-	return procs, nil
-}
-
-var processType = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// installLauncher puts the launcher in the build, so that a build runs
-// as long as it is kept, whatever lifecycle the platform has by then.
-func (s *Strategy) installLauncher(out string, procs map[string]string) error {
-	dir := filepath.Join(out, "cnb", "process")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := copyFile(filepath.Join(s.stage, "lifecycle", "launcher"), filepath.Join(out, "cnb", "lifecycle", "launcher")); err != nil {
-		return err
-	}
-	for t := range procs {
-		if !processType.MatchString(t) {
-			continue // the lifecycle refuses such names; never a path
-		}
-		if err := os.Symlink(filepath.Join("..", "lifecycle", "launcher"), filepath.Join(dir, t)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// LaunchCommand says how to run a process type of a build made by this
-// strategy: exec path (no arguments) with env plus PORT and the release's
-// config vars, in dir/app. env's PATH is DefaultPath; Strategy.LaunchCommand
-// gives the configured one. See the package comment.
-func LaunchCommand(dir, processType string) (path string, env []string) {
-	return launchCommand(dir, processType, DefaultPath)
-}
-
-// LaunchCommand is the package's LaunchCommand with the PATH builds had.
-func (s *Strategy) LaunchCommand(dir, processType string) (path string, env []string) {
-	return launchCommand(dir, processType, s.cfg.Path)
-}
-
-func launchCommand(dir, processType, path string) (string, []string) {
-	return filepath.Join(dir, "cnb", "process", processType), []string{
-		"CNB_PLATFORM_API=" + PlatformAPI,
-		"CNB_LAYERS_DIR=" + filepath.Join(dir, "layers"),
-		"CNB_APP_DIR=" + filepath.Join(dir, "app"),
-		"PATH=" + path,
-	}
-}
-
-// ---- files ----
-
-// copyTree copies a directory tree (files, dirs, symlinks as symlinks),
-// skipping the relative paths skip says so about. It walks by path: only
-// for trees no build can write (the checkout, the operator's tools).
-func copyTree(src, dst string, skip func(rel string) bool) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if skip != nil && rel != "." && skip(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.Type().IsRegular():
-			return copyFileMode(p, target, info.Mode().Perm())
-		default:
-			return nil // sockets, devices, pipes: not part of an app
-		}
-	})
-}
-
-func copyFile(src, dst string) error {
-	fi, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	return copyFileMode(src, dst, fi.Mode().Perm())
-}
-
-func copyFileMode(src, dst string, mode fs.FileMode) error {
-	// Never follow a symlink in the last element, even in trees only root
-	// writes.
-	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
