@@ -313,6 +313,16 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	if err := s.appDir(appRoot, gid); err != nil {
 		return nil, err
 	}
+	// What a pierd killed mid-build left: scratch dirs (config values) and
+	// half-saved caches. Builds of the app take turns, so none is in use.
+	for _, pattern := range []string{".tmp-*", ".cache.new-*"} {
+		left, _ := filepath.Glob(filepath.Join(appRoot, pattern))
+		for _, l := range left {
+			if l != tmp {
+				os.RemoveAll(l)
+			}
+		}
+	}
 	// Everything below is made by root, and only root can write it until
 	// giveTree hands it over: no path here can have been swapped.
 	for _, d := range []string{filepath.Join(out, "app"), filepath.Join(out, "layers"),

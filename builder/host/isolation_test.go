@@ -334,4 +334,22 @@ func TestBuildDirsPrivateToTheApp(t *testing.T) {
 	if err := as(uid, "ls", s.WorkDir()); err == nil {
 		t.Errorf("the app can list the build store (all apps' names)")
 	}
+
+	// What a killed pierd left (a scratch dir holds config values) goes
+	// with the next build.
+	left := []string{filepath.Join(appRoot, ".tmp-20261205T000000Z-abcdef"), filepath.Join(appRoot, ".cache.new-01234567")}
+	for _, l := range left {
+		if err := os.MkdirAll(filepath.Join(l, "platform", "env"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Build(context.Background(), pier.BuildRequest{App: "private", UID: uid,
+		SourceDir: filepath.Join("testdata", "nothing"), Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range left {
+		if _, err := os.Lstat(l); !os.IsNotExist(err) {
+			t.Errorf("%s left after the next build (%v)", l, err)
+		}
+	}
 }
