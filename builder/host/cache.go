@@ -29,48 +29,70 @@ type layerTypes struct {
 	} `toml:"types"`
 }
 
-// RestoreCache gives a build the app's cache: cache, renamed onto layers,
-// which must be an empty directory of the build's uid (that is how the
-// build's uid is known). A cache of another owner (an app whose uid
-// changed, a cache of an older Pier that root wrote) is removed instead:
-// the build runs cold. Both paths' parents must be directories only root
-// can write. (bench/ uses it around its bare lifecycle runs.)
+// RestoreCache gives a build the app's cache: layers must be an empty
+// directory of the build's uid (that is how the build's uid is known); it
+// is replaced by cache, renamed, if that uid owns it. A cache of another
+// owner (an app whose uid changed, a cache of an older Pier that root
+// wrote) is removed instead: the build runs cold. Both paths' parents must
+// be directories only root can write. (bench/ uses it around its bare
+// lifecycle runs.)
 func RestoreCache(cache, layers string) error {
 	l, err := openDir(layers)
 	if err != nil {
 		return err
 	}
-	lst, err := fstat(l)
+	st, err := fstat(l)
 	l.Close()
 	if err != nil {
 		return err
 	}
-	c, err := openDir(cache)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	if err := os.Remove(layers); err != nil {
+		return err
 	}
-	if err != nil {
+	return restoreCache(cache, layers, int(st.Uid), int(st.Gid))
+}
+
+// restoreCache makes the build's layers dir, which must not exist: the
+// app's cache, renamed, when uid owns it, else a new empty directory of
+// uid:gid. The cache's content is never looked at.
+func restoreCache(cache, layers string, uid, gid int) error {
+	c, err := openDir(cache)
+	switch {
+	case err == nil:
+		st, err := fstat(c)
+		c.Close()
+		if err != nil {
+			return err
+		}
+		if int(st.Uid) == uid {
+			// One rename, by root, between directories only root can
+			// write.
+			if err := os.Rename(cache, layers); err != nil {
+				return err
+			}
+			// The cache is kept 0700; the build's layers are readable
+			// by the app (lockTree keeps them so).
+			return os.Chmod(layers, 0o755)
+		}
+		if err := os.RemoveAll(cache); err != nil {
+			return err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
 		// Not a directory: nothing Pier wrote. os.RemoveAll removes a
 		// symlink, not what it points to.
-		return os.RemoveAll(cache)
+		if err := os.RemoveAll(cache); err != nil {
+			return err
+		}
 	}
-	cst, err := fstat(c)
-	c.Close()
+	if err := os.Mkdir(layers, 0o755); err != nil {
+		return err
+	}
+	l, err := openDir(layers)
 	if err != nil {
 		return err
 	}
-	if cst.Uid != lst.Uid {
-		return os.RemoveAll(cache)
-	}
-	// One rename, by root, between directories only root can write: the
-	// cache's content is never looked at. rename(2) replaces the empty
-	// layers directory (which os.Rename refuses to do).
-	if err := unix.Rename(cache, layers); err != nil {
-		return &os.LinkError{Op: "rename", Old: cache, New: layers, Err: err}
-	}
-	// The cache is kept 0700; the build's layers are readable by the app
-	// (the lifecycle makes them 0755; lockTree keeps them readable).
-	return os.Chmod(layers, 0o755)
+	defer l.Close()
+	return give(l, uid, gid)
 }
 
 // SaveCache puts the layers marked cache = true (and each buildpack's

@@ -325,7 +325,7 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	}
 	// Everything below is made by root, and only root can write it until
 	// giveTree hands it over: no path here can have been swapped.
-	for _, d := range []string{filepath.Join(out, "app"), filepath.Join(out, "layers"),
+	for _, d := range []string{filepath.Join(out, "app"),
 		filepath.Join(tmp, "platform", "env"), filepath.Join(tmp, "home"), filepath.Join(tmp, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -352,14 +352,17 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	if s.root {
 		// The build writes its app dir, layers and scratch dir; out stays
 		// root's, so the build cannot put anything beside them (cnb/).
-		for _, d := range []string{filepath.Join(out, "app"), layers, tmp} {
+		for _, d := range []string{filepath.Join(out, "app"), tmp} {
 			if err := giveTree(d, uid, gid); err != nil {
 				return nil, err
 			}
 		}
 	}
-	// The layers dir now belongs to the build's uid: the cache follows.
-	if err := RestoreCache(cache, layers); err != nil {
+	owner, ownerGroup := uid, gid
+	if !s.root {
+		owner, ownerGroup = os.Geteuid(), os.Getegid()
+	}
+	if err := restoreCache(cache, layers, owner, ownerGroup); err != nil {
 		return nil, fmt.Errorf("restoring the build cache: %w", err)
 	}
 	// From here on a failed build must still give the cache back.
