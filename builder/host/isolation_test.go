@@ -67,14 +67,17 @@ const swapUID = 100123
 // swapMain plays an app's running process, as the app's uid, during its
 // next builds: it keeps swapping the directories it can write under the
 // app's build dir (the cache, the build's layers) for symlinks to
-// SWAP_CANARY, and plants analyzed.toml in scratch dirs as a symlink to a
+// SWAP_CANARY, and its files for symlinks to a canary file, and plants analyzed.toml in scratch dirs as a symlink to a
 // canary file, until killed.
 func swapMain() {
 	root, canary := os.Getenv("SWAP_ROOT"), os.Getenv("SWAP_CANARY")
 	secret := filepath.Join(canary, "secret")
 	for {
-		var dirs []string
+		var dirs, files []string
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && filepath.Dir(p) != root {
+				files = append(files, p)
+			}
 			if err != nil || !d.IsDir() || p == root {
 				return nil
 			}
@@ -91,12 +94,16 @@ func swapMain() {
 			dirs = append(dirs, p)
 			return nil
 		})
-		for _, d := range dirs {
+		for i, d := range append(dirs, files...) {
 			moved := d + ".swp"
 			if os.Rename(d, moved) != nil {
 				continue
 			}
-			os.Symlink(canary, d)
+			if i < len(dirs) {
+				os.Symlink(canary, d)
+			} else {
+				os.Symlink(secret, d)
+			}
 			for i := 0; i < 3; i++ {
 				os.Lstat(d)
 			}
