@@ -41,6 +41,12 @@ func TestMain(m *testing.M) {
 	case "swap":
 		swapMain()
 		return
+	case "remove":
+		if err := host.RemoveAll(os.Getenv("REMOVE_DIR")); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		return
 	}
 	code := m.Run()
 	if bpDir != "" {

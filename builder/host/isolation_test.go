@@ -360,3 +360,67 @@ func TestBuildDirsPrivateToTheApp(t *testing.T) {
 		}
 	}
 }
+
+// RemoveAll removes a tree with read-only and unreadable directories (Go's
+// module cache is read-only) without root, and follows no symlink in it.
+// As root, it runs the remover as another uid.
+func TestRemoveAllWithoutRoot(t *testing.T) {
+	const uid = 100133
+	parent := filepath.Join(workDir(t), "p")
+	dir := filepath.Join(parent, "tree")
+	for _, d := range []string{"a/b/c", "u/v"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outside := workDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "a/b/c/f"), []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "a/link")); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = []string{"PIER_TEST_HELPER=remove", "REMOVE_DIR=" + dir}
+	if os.Geteuid() == 0 {
+		exe := filepath.Join(workDir(t), "remover")
+		if err := copyExecutable(self, exe); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Path = exe
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		if err := filepath.WalkDir(parent, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, uid, uid)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		// The remover could change it, were the link followed.
+		if err := os.Chown(outside, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d, mode := range map[string]fs.FileMode{filepath.Join(dir, "a/b/c"): 0o555, filepath.Join(dir, "a/b"): 0o555,
+		filepath.Join(dir, "a"): 0o555, filepath.Join(dir, "u"): 0, outside: 0o555} {
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("RemoveAll: %v: %s", err, out)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s still there (%v)", dir, err)
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o555 {
+		t.Errorf("the symlink's target changed: %v %v", fi.Mode(), err)
+	}
+}
