@@ -66,8 +66,8 @@ func TestWebServesWithConfigInEnv(t *testing.T) {
 	if !strings.HasPrefix(id.Dir, filepath.Join(dir, "run", "myapp")) {
 		t.Fatalf("working dir %s", id.Dir)
 	}
-	if os.Geteuid() == 0 && id.UID != int(local.AppUID("myapp")) {
-		t.Fatalf("running as uid %d, want %d", id.UID, local.AppUID("myapp"))
+	if os.Geteuid() == 0 && id.UID != appUID("myapp") {
+		t.Fatalf("running as uid %d, want %d", id.UID, appUID("myapp"))
 	}
 	if got := s.Backends("myapp"); len(got) != 1 || got[0] != ps[0].Addr {
 		t.Fatalf("backends %v", got)
