@@ -144,7 +144,21 @@ func (r *Reconciler) desired(ctx context.Context, rel *pier.Release) (pier.Deplo
 	if err != nil {
 		return pier.Deployment{}, err
 	}
-	return pier.Deployment{App: rel.App, Release: *rel, Formation: f, Limits: limits}, nil
+	uid, err := r.appUID(ctx, rel.App)
+	if err != nil {
+		return pier.Deployment{}, err
+	}
+	return pier.Deployment{App: rel.App, UID: uid, Release: *rel, Formation: f, Limits: limits}, nil
+}
+
+// appUID is the uid the store gave app (App.UID): what its processes and
+// builds run as on a host that runs each app as its own user.
+func (r *Reconciler) appUID(ctx context.Context, app string) (int, error) {
+	a, _, err := r.store.AppAccess(ctx, app, "")
+	if err != nil {
+		return 0, err
+	}
+	return a.UID, nil
 }
 
 // limits are the app's limits, nil when it has none.
@@ -338,9 +352,13 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 	if out == nil {
 		out = io.Discard
 	}
+	uid, err := r.appUID(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
 	blog := newBuildLog(pier.BuildLogMax)
 	res, buildErr := strategy.Build(ctx, pier.BuildRequest{
-		App: req.App, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Builder: builder, Log: teeLog{blog, out},
+		App: req.App, UID: uid, Commit: req.Commit, SourceDir: req.SourceDir, Config: cfg, Builder: builder, Log: teeLog{blog, out},
 	})
 	if buildErr != nil {
 		// The pusher is shown the reason by the builder; the stored log
@@ -390,7 +408,7 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 		version = last[0].Version + 1 // after any failed releases
 	}
 	next := pier.Release{App: req.App, Version: version, Build: b, Config: cfg, Status: pier.ReleasePending}
-	d := pier.Deployment{App: req.App, Release: next, Formation: firstDeployFormation(f, b, cur.Build == nil), Limits: limits}
+	d := pier.Deployment{App: req.App, UID: uid, Release: next, Formation: firstDeployFormation(f, b, cur.Build == nil), Limits: limits}
 	fmt.Fprintf(out, "-----> Starting v%d: %s\n", next.Version, d.Formation)
 	if err := r.apply(ctx, d); err != nil {
 		// A scheduler may be left half-way (Kubernetes' does not roll

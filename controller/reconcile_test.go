@@ -166,3 +166,67 @@ func TestConvergeAllDestroysWhatRunsOfGoneApps(t *testing.T) {
 		t.Fatalf("converged %v, want kept and other", apps)
 	}
 }
+
+// uidStrategy records the uid each build is asked to run as.
+type uidStrategy struct{ got *int }
+
+func (uidStrategy) Name() string { return "fake" }
+func (s uidStrategy) Build(_ context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
+	*s.got = req.UID
+	return webBuild, nil
+}
+
+// runRecorder records the deployment of each one-off run.
+type runRecorder struct {
+	recordingScheduler
+	runs []pier.Deployment
+}
+
+func (s *runRecorder) Run(_ context.Context, d pier.Deployment, _ pier.RunOptions) (int, error) {
+	s.runs = append(s.runs, d)
+	return 0, nil
+}
+
+// Issue 14, finding 2: builds, deployments and one-off runs carry the uid
+// the store gave the app, so that the local scheduler and the host builder
+// run each app as its own user (payments and blog-75204 used to share one).
+func TestAppUIDReachesBuildsDeploymentsAndRuns(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sched := &runRecorder{}
+	r := controller.NewReconciler(e.db, sched, nil)
+	uids := map[string]int{}
+	for _, app := range []string{"payments", "blog-75204"} {
+		e.must("POST", "/v1/apps", e.alice, map[string]string{"name": app}, 201, nil)
+		a, _, err := e.db.AppAccess(ctx, app, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids[app] = a.UID
+		var built int
+		if _, err := r.Deploy(ctx, uidStrategy{&built}, controller.DeployRequest{App: app, User: "alice", Commit: "1a2b3c4d5e", Log: io.Discard}); err != nil {
+			t.Fatal(err)
+		}
+		if d := sched.last(t); built != a.UID || d.UID != a.UID || d.App != app {
+			t.Fatalf("%s (uid %d): built as %d, deployed as %d", app, a.UID, built, d.UID)
+		}
+		if _, err := r.Run(ctx, app, pier.RunOptions{Command: []string{"true"}}); err != nil {
+			t.Fatal(err)
+		}
+		if d := sched.runs[len(sched.runs)-1]; d.UID != a.UID {
+			t.Fatalf("%s (uid %d): run as %d", app, a.UID, d.UID)
+		}
+	}
+	if uids["payments"] == uids["blog-75204"] || uids["payments"] == 0 {
+		t.Fatalf("uids %v", uids)
+	}
+	fresh := &recordingScheduler{}
+	if err := controller.NewReconciler(e.db, fresh, nil).ConvergeAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range fresh.applied {
+		if d.UID != uids[d.App] {
+			t.Fatalf("converged %s as uid %d, want %d", d.App, d.UID, uids[d.App])
+		}
+	}
+}

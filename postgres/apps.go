@@ -8,11 +8,11 @@ import (
 	"github.com/pierpaas/pier"
 )
 
-const appColumns = `a.id, a.name, o.username, a.created_at, a.updated_at`
+const appColumns = `a.id, a.name, o.username, a.uid, a.created_at, a.updated_at`
 
 func scanApp(row pgx.Row, extra ...any) (*pier.App, error) {
 	var a pier.App
-	if err := row.Scan(append([]any{&a.ID, &a.Name, &a.Owner, &a.CreatedAt, &a.UpdatedAt}, extra...)...); err != nil {
+	if err := row.Scan(append([]any{&a.ID, &a.Name, &a.Owner, &a.UID, &a.CreatedAt, &a.UpdatedAt}, extra...)...); err != nil {
 		return nil, err
 	}
 	return &a, nil
@@ -20,17 +20,21 @@ func scanApp(row pgx.Row, extra ...any) (*pier.App, error) {
 
 // CreateApp creates app, owned by actor, with actor as its owner member and
 // its release v1 "Initial release", all in one transaction. It sets app's
-// ID, owner and times.
+// ID, owner, uid (the next free one of the range, see SetAppUIDs) and times.
 func (db *DB) CreateApp(ctx context.Context, app *pier.App, actor string) (*pier.Release, error) {
 	if err := pier.ValidateAppName(app.Name); err != nil {
 		return nil, err
 	}
 	var rel *pier.Release
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx,
-			`INSERT INTO apps (name, owner_id, last_version)
-			 SELECT $1, id, 1 FROM users WHERE username = $2
-			 RETURNING id, created_at, updated_at`, app.Name, actor).Scan(&app.ID, &app.CreatedAt, &app.UpdatedAt)
+		uid, err := db.allocUID(ctx, tx) // appuids.go
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx,
+			`INSERT INTO apps (name, owner_id, last_version, uid)
+			 SELECT $1, id, 1, $3 FROM users WHERE username = $2
+			 RETURNING id, created_at, updated_at`, app.Name, actor, uid).Scan(&app.ID, &app.CreatedAt, &app.UpdatedAt)
 		if isNoRows(err) {
 			return userNotFound(actor)
 		}
@@ -40,7 +44,7 @@ func (db *DB) CreateApp(ctx context.Context, app *pier.App, actor string) (*pier
 		if err != nil {
 			return wrap(err, "create app %s", app.Name)
 		}
-		app.Owner = actor
+		app.Owner, app.UID = actor, uid
 		_, err = tx.Exec(ctx,
 			`INSERT INTO members (app_id, user_id, role) SELECT id, owner_id, 'owner' FROM apps WHERE id = $1`, app.ID)
 		if err != nil {

@@ -25,7 +25,8 @@ import (
 
 // DB is a pier.Store on a pool of connections to one database.
 type DB struct {
-	pool *pgxpool.Pool
+	pool         *pgxpool.Pool
+	uidLo, uidHi int // the range of new apps' uids (SetAppUIDs)
 }
 
 var _ pier.Store = (*DB)(nil)
@@ -57,7 +58,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool}, nil
+	return &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}, nil
 }
 
 // Migrate applies any pending migrations to the database at dsn.

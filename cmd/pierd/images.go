@@ -45,6 +45,9 @@ func (o *options) check() error {
 		return fmt.Errorf("--process-ports %q: %v", o.processPorts, err)
 	}
 	o.ports = ports
+	if o.appUIDs, err = parseUIDRange(o.appUIDsFlag); err != nil {
+		return fmt.Errorf("--app-uids %q: %v", o.appUIDsFlag, err)
+	}
 	if o.buildStrategy == "" {
 		o.buildStrategy = pier.StrategyHost
 		if o.scheduler != "local" {
@@ -95,6 +98,23 @@ func parsePortRange(s string) ([2]int, error) {
 		return [2]int{}, errors.New("ports must lie within 1024-65535 (the ports below 1024 need privileges apps do not have)")
 	case a > b:
 		return [2]int{}, errors.New("the first port is above the last: write LO-HI")
+	}
+	return [2]int{a, b}, nil
+}
+
+// parseUIDRange parses --app-uids, LO-HI. Uids below 1000 are the
+// system's (root, daemons): an app must never be one of them.
+func parseUIDRange(s string) ([2]int, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, errA := strconv.Atoi(strings.TrimSpace(lo))
+	b, errB := strconv.Atoi(strings.TrimSpace(hi))
+	switch {
+	case !ok || errA != nil || errB != nil:
+		return [2]int{}, errors.New("want a range of uids LO-HI, such as 100000-165535")
+	case a < 1000 || b > 1<<31-2:
+		return [2]int{}, errors.New("uids must lie within 1000-2147483646 (those below 1000 belong to root and the system's services)")
+	case a > b:
+		return [2]int{}, errors.New("the first uid is above the last: write LO-HI")
 	}
 	return [2]int{a, b}, nil
 }

@@ -81,6 +81,8 @@ type options struct {
 	serviceTokensSecret         string // NAMESPACE/NAME: the components' service tokens (kubetokens.go)
 	processPorts                string // local and docker: "LO-HI", checked into ports
 	ports                       [2]int
+	appUIDsFlag                 string // --app-uids "LO-HI", checked into appUIDs
+	appUIDs                     [2]int
 
 	buildStrategy        string // host or pack ("": host with the local scheduler, else pack)
 	registry             string // host[:port] of the image registry (pack)
@@ -204,6 +206,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
 	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
+	fs.StringVar(&o.appUIDsFlag, "app-uids", env("PIER_APP_UIDS", fmt.Sprintf("%d-%d", postgres.DefaultAppUIDLow, postgres.DefaultAppUIDHigh)), "the uids new apps get, LO-HI inclusive, one per app: as root, the local scheduler and host builds run each app as its own; a range no user or service of the host has (env PIER_APP_UIDS)")
 	fs.StringVar(&o.processPorts, "process-ports", env("PIER_PROCESS_PORTS", ""), "local and docker schedulers: the loopback ports apps' processes listen on, LO-HI inclusive, a range no other program on the host uses (two Pier installations on one host need ranges of their own); default: any free port (local), 20000-24999 (docker) (env PIER_PROCESS_PORTS)")
 	o.kubeBuild.flags(fs)
 	o.registryToken.flags(fs)
@@ -286,6 +289,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		return err
 	}
 	defer db.Close()
+	if err := db.SetAppUIDs(o.appUIDs[0], o.appUIDs[1]); err != nil {
+		return fmt.Errorf("--app-uids: %w", err)
+	}
 	if err := o.registryToken.start(ctx, o, db, log); err != nil { // registrytoken.go
 		return err
 	}

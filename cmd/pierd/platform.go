@@ -86,10 +86,12 @@ func runtimeDir(dataDir string) (string, error) {
 		return "", err
 	}
 	dir := embedded.RelocatedDir("rt", abs)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// App uids must reach their own builds and working dirs below, but not
+	// list what is here (every app's names and paths).
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return "", err
 	}
-	return dir, os.Chmod(dir, 0o755)
+	return dir, os.Chmod(dir, 0o711)
 }
 
 // toolDir finds bin/lifecycle or bin/buildpacks: the flag if given, else
@@ -180,12 +182,10 @@ func (p *platform) startLocal(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// As root, each app builds as its own uid, the one its processes run
+	// as (BuildRequest.UID, from the store), so that one app's build cannot
+	// read or poison another's cache.
 	hcfg := host.Config{LifecycleDir: lifecycle, BuildpacksDir: buildpacks, WorkDir: filepath.Join(rt, "builds"), Logger: log}
-	if os.Geteuid() == 0 {
-		// Each app builds as its own uid, the one its processes run as, so
-		// one app's build cannot read or poison another's cache.
-		hcfg.BuildUser = func(app string) (int, int) { id := int(local.AppUID(app)); return id, id }
-	}
 	hs, err := host.New(hcfg)
 	if err != nil {
 		return err
@@ -196,6 +196,9 @@ func (p *platform) startLocal(o options, log *slog.Logger) error {
 		DataDir:   filepath.Join(rt, "scheduler"),
 		Logger:    log,
 		PortRange: o.ports,
+		// As root, a process runs only as a uid of this range (the store
+		// hands them out from it), and the firewall tells apps by it.
+		AppUIDs: [2]uint32{uint32(o.appUIDs[0]), uint32(o.appUIDs[1])},
 		// As root, apps reach no loopback port but the router's: not each
 		// other, nor pierd's internal listener (package firewall).
 		AllowedPorts: publicPorts(o),

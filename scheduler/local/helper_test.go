@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -261,7 +262,26 @@ func deployment(app string, v int, f pier.Formation, cfg pier.Config) pier.Deplo
 	for k, val := range cfg {
 		c[k] = val
 	}
-	return pier.Deployment{App: app, Release: pier.Release{App: app, Version: v, Config: c}, Formation: f}
+	return pier.Deployment{App: app, UID: appUID(app), Release: pier.Release{App: app, Version: v, Config: c}, Formation: f}
+}
+
+// appUID stands in for the store: each app name of a test process gets a
+// uid of the default range of its own, the same every time.
+func appUID(app string) int {
+	testUIDs.Lock()
+	defer testUIDs.Unlock()
+	if testUIDs.m == nil {
+		testUIDs.m = map[string]int{}
+	}
+	if _, ok := testUIDs.m[app]; !ok {
+		testUIDs.m[app] = 100001 + len(testUIDs.m)
+	}
+	return testUIDs.m[app]
+}
+
+var testUIDs struct {
+	sync.Mutex
+	m map[string]int
 }
 
 func getIdentity(addr string) identity {

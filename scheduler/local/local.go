@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -59,33 +58,15 @@ type Config struct {
 
 	PortRange [2]int // loopback ports for processes, inclusive; zero: any free port
 
-	// Credential chooses the uid/gid of an app's processes. nil: when pierd
-	// runs as root, AppUID(app); otherwise pierd's own.
-	Credential func(app string) *syscall.Credential
-
 	// AppUIDs is the inclusive range of every app's uid (processes and
-	// builds), whoever chooses them; zero: DefaultAppUIDs. As root, new TCP
+	// builds; the store allocates them, pierd --app-uids); zero:
+	// DefaultAppUIDs. As root, an app's processes run as its
+	// Deployment.UID (uid and gid), which must be in this range; new TCP
 	// connections from these uids over loopback are refused except to
-	// AllowedPorts (see package firewall).
+	// AllowedPorts (see package firewall). Without root, processes run as
+	// pierd's own user.
 	AppUIDs      [2]uint32
 	AllowedPorts []int // loopback ports apps may connect to: the router's
-}
-
-// Per-app uids live in a range that no distribution hands out to users, so
-// that an app never shares a uid with a person or a system service.
-const (
-	UIDBase = 100000
-	UIDSpan = 1 << 16
-)
-
-// AppUID is the uid (and gid) of an app's processes when pierd is root:
-// stable across restarts of pierd, derived from the name alone. Two app names
-// can hash to one uid (about 1 in 65536 per pair); the embedded scheduler is
-// single-tenant, so that weakens isolation between one's own apps only.
-func AppUID(app string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(app))
-	return UIDBase + h.Sum32()%UIDSpan
 }
 
 const defaultPath = "/usr/local/bin:/usr/bin:/bin"
@@ -154,16 +135,30 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Credential == nil {
-		cfg.Credential = defaultCredential
-	}
 	if cfg.AppUIDs == [2]uint32{} {
 		cfg.AppUIDs = DefaultAppUIDs
+	}
+	if r := cfg.AppUIDs; r[0] < 1000 || r[0] > r[1] {
+		return nil, fmt.Errorf("local scheduler: app uid range %d-%d is invalid: it must be LO-HI with 1000 <= LO <= HI", r[0], r[1])
 	}
 	if r := cfg.PortRange; r != [2]int{} && (r[0] < 1 || r[1] > 65535 || r[0] > r[1]) {
 		return nil, fmt.Errorf("local scheduler: port range %d-%d is invalid", r[0], r[1])
 	}
+	// DataDir is traversed by app uids on their way to run/<app>, and
+	// listed by none of them.
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return nil, fmt.Errorf("local scheduler: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
+			return nil, fmt.Errorf("local scheduler: %w", err)
+		}
+	}
+	// logs/ and every app's log in it are root's alone (0700, 0600).
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "logs"), 0o700); err != nil {
+		return nil, fmt.Errorf("local scheduler: %w", err)
+	}
+	if err := os.Chmod(filepath.Join(cfg.DataDir, "logs"), 0o700); err != nil {
 		return nil, fmt.Errorf("local scheduler: %w", err)
 	}
 	// run/ holds per-app directories owned by each app's uid: it must be
@@ -200,13 +195,20 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
-func defaultCredential(app string) *syscall.Credential {
+// credential is the uid and gid d's processes run as: as root, the app's
+// own (Deployment.UID), which must be one of the range of app uids, or
+// nothing is started; otherwise nil, pierd's own user.
+func (s *Scheduler) credential(d pier.Deployment) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
-		return nil
+		return nil, nil
 	}
-	id := AppUID(app)
+	r := s.cfg.AppUIDs
+	if d.UID <= 0 || uint64(d.UID) < uint64(r[0]) || uint64(d.UID) > uint64(r[1]) {
+		return nil, pier.Errorf(pier.EINVALID, "app %s has uid %d, outside the range of app uids %d-%d: its processes are not started; give pierd --app-uids covering the uids the store hands out", d.App, d.UID, r[0], r[1])
+	}
+	id := uint32(d.UID)
 	// An empty Groups drops root's supplementary groups.
-	return &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}
+	return &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}, nil
 }
 
 type spawnReq struct {
@@ -303,7 +305,9 @@ func (a *appState) platform(format string, args ...any) {
 // config means new processes; a different formation does not.
 func fingerprint(d pier.Deployment) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00v%d\x00", d.App, d.Release.Version)
+	// The uid is in: processes of an app whose uid changed start again
+	// as the new one.
+	fmt.Fprintf(h, "%s\x00v%d\x00uid%d\x00", d.App, d.Release.Version, d.UID)
 	if b := d.Release.Build; b != nil {
 		fmt.Fprintf(h, "%d\x00%s\x00", b.ID, b.Image)
 		for _, t := range sortedKeys(b.ProcessTypes) {
@@ -346,6 +350,15 @@ func (s *Scheduler) Apply(ctx context.Context, d pier.Deployment) error {
 		}
 		if n < 0 || n > pier.ScaleMax {
 			return pier.Errorf(pier.EINVALID, "cannot scale %s to %d: use 0 to %d", t, n, pier.ScaleMax)
+		}
+	}
+	for _, n := range d.Formation {
+		if n > 0 {
+			// Refused before anything changes: what runs keeps running.
+			if _, err := s.credential(d); err != nil {
+				return err
+			}
+			break
 		}
 	}
 	a, err := s.appFor(d.App)

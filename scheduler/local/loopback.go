@@ -7,8 +7,10 @@ import (
 	"github.com/pierpaas/pier/scheduler/local/firewall"
 )
 
-// DefaultAppUIDs is the uid range of apps when Config.AppUIDs is zero.
-var DefaultAppUIDs = [2]uint32{UIDBase, UIDBase + UIDSpan - 1}
+// DefaultAppUIDs is the uid range of apps when Config.AppUIDs is zero:
+// pierd's default --app-uids, 65,536 uids above those distributions hand
+// out to people and services.
+var DefaultAppUIDs = [2]uint32{100000, 165535}
 
 // guardLoopback, as root, refuses the app uids' new TCP connections over
 // loopback except to the allowed ports (the router's): every app listens

@@ -3,7 +3,6 @@ package local
 import (
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/pierpaas/pier"
@@ -16,15 +15,6 @@ type portHolder struct {
 	stranger bool     // someone else listens there
 	uid      int      // the stranger's uid
 	sockets  []uint64 // own: the inodes of the listening sockets
-}
-
-// appUID is the uid an app's sockets are made by: its credential's, or
-// pierd's own when processes run as pierd.
-func (s *Scheduler) appUID(app string) int {
-	if c := s.cfg.Credential(app); c != nil {
-		return int(c.Uid)
-	}
-	return os.Geteuid()
 }
 
 // listens returns the sockets by which p's own group listens on its port

@@ -140,23 +140,52 @@ func (s *Scheduler) setup(p *proc) error {
 	}
 	p.port = port
 	p.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	return s.makeDir(p.app.name, p.dir)
+	cred, err := s.credential(p.dep)
+	if err != nil {
+		return err
+	}
+	return makeDir(cred, p.dir)
 }
 
-func (s *Scheduler) makeDir(app, dir string) error {
-	cred := s.cfg.Credential(app)
+// makeDir makes dir and its parent, the app's directory under run/, 0700
+// and owned by cred (the app's uid and gid) when there is one: no other app
+// uid may list or read them. The app can write its directory, so dir may be
+// anything it put there (a symlink to /etc, say): what is there is removed
+// (RemoveAll does not follow links), dir is made afresh, and its owner is
+// set through a descriptor opened without following links.
+func makeDir(cred *syscall.Credential, dir string) error {
 	appDir := filepath.Dir(dir)
-	for _, d := range []string{appDir, dir} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	// run/ is root's and 0711: no app can swap appDir itself.
+	if err := os.Mkdir(appDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := own(appDir, cred); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	return own(dir, cred)
+}
+
+// own makes the directory at path 0700 and cred's, by descriptor; a
+// symlink there is refused.
+func own(path string, cred *syscall.Credential) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if cred != nil {
+		if err := f.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
 			return err
 		}
-		if cred != nil {
-			if err := os.Chown(d, int(cred.Uid), int(cred.Gid)); err != nil {
-				return err
-			}
-		}
 	}
-	return nil
+	// Mkdir left an existing directory with whatever mode it had.
+	return f.Chmod(0o700)
 }
 
 func (s *Scheduler) teardown(p *proc) {
@@ -174,11 +203,15 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		return "", true
 	default:
 	}
+	cred, err := s.credential(p.dep)
+	if err != nil {
+		return "could not be launched: " + err.Error(), false
+	}
 	cmd, err := s.cfg.Launch(p.dep, p.typ)
 	if err != nil {
 		return "could not be launched: " + err.Error(), false
 	}
-	s.prepare(cmd, p.dep, p.dir, "PORT="+strconv.Itoa(p.port), "DYNO="+p.name())
+	s.prepare(cmd, p.dep, cred, p.dir, "PORT="+strconv.Itoa(p.port), "DYNO="+p.name())
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "could not be started: " + err.Error(), false
@@ -222,7 +255,12 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 	go func() { waitc <- g.Wait() }()
 	runDone := make(chan struct{})
 	timedOut := make(chan struct{})
-	go s.probe(p, g, runDone, timedOut)
+	// Its sockets are made by the uid it was started as.
+	uid := os.Geteuid()
+	if cred != nil {
+		uid = int(cred.Uid)
+	}
+	go s.probe(p, g, uid, runDone, timedOut)
 
 	// drained waits (boundedly) for the output to reach the log, so that a
 	// crash message follows the process's last words.
@@ -289,7 +327,7 @@ func exitReason(err error) string {
 // killed, which counts as a crash. A web process that is up is watched:
 // should its group let go of the listener (and a neighbour take the port),
 // it leaves the routes until it listens again (owner.go).
-func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struct{}) {
+func (s *Scheduler) probe(p *proc, g *pgroup.Group, uid int, runDone, timedOut chan struct{}) {
 	if p.typ != "web" {
 		t := time.NewTimer(s.cfg.UpAfter)
 		defer t.Stop()
@@ -301,7 +339,7 @@ func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struc
 		return
 	}
 	for {
-		sockets, ok := s.awaitListener(p, g, runDone, timedOut)
+		sockets, ok := s.awaitListener(p, g, uid, runDone, timedOut)
 		if !ok {
 			return
 		}
@@ -316,11 +354,10 @@ func (s *Scheduler) probe(p *proc, g *pgroup.Group, runDone, timedOut chan struc
 // awaitListener waits until p's own group listens on its port and returns
 // the listening sockets, or false when p exits first or StartTimeout ends
 // (then it kills p).
-func (s *Scheduler) awaitListener(p *proc, g *pgroup.Group, runDone, timedOut chan struct{}) ([]uint64, bool) {
+func (s *Scheduler) awaitListener(p *proc, g *pgroup.Group, uid int, runDone, timedOut chan struct{}) ([]uint64, bool) {
 	deadline := time.NewTimer(s.cfg.StartTimeout)
 	defer deadline.Stop()
 	delay := 5 * time.Millisecond
-	uid := s.appUID(p.app.name)
 	said := ""
 	for {
 		sockets, why := s.listens(p, g, uid)
@@ -376,7 +413,7 @@ func (s *Scheduler) markReady(p *proc, runDone chan struct{}) {
 // the environment (config and extra on top of the command's own, never on
 // argv), a working dir, its own process group, the app's credentials and the
 // death signal.
-func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, dir string, extra ...string) {
+func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, cred *syscall.Credential, dir string, extra ...string) {
 	env := cmd.Env
 	if env == nil {
 		env = []string{"PATH=" + defaultPath}
@@ -397,7 +434,7 @@ func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, dir string, extra 
 	}
 	a := cmd.SysProcAttr
 	a.Setpgid, a.Pgid = true, 0
-	a.Credential = s.cfg.Credential(d.App)
+	a.Credential = cred
 	setDeathSignal(a)
 }
 
@@ -429,13 +466,17 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 	} else {
 		cmd = exec.Command(opts.Command[0], opts.Command[1:]...)
 	}
+	cred, err := s.credential(d)
+	if err != nil {
+		return -1, err
+	}
 	s.mu.Lock()
 	a.runSeq++
 	s.seq++
 	name := "run." + strconv.Itoa(a.runSeq)
 	dir := filepath.Join(s.cfg.DataDir, "run", a.name, fmt.Sprintf("%s-%d", name, s.seq))
 	s.mu.Unlock()
-	if err := s.makeDir(a.name, dir); err != nil {
+	if err := makeDir(cred, dir); err != nil {
 		return -1, fmt.Errorf("run: %w", err)
 	}
 	defer os.RemoveAll(dir)
@@ -444,7 +485,7 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 		return -1, fmt.Errorf("run: %w", err)
 	}
 	defer s.ports.put(port)
-	s.prepare(cmd, d, dir, "PORT="+strconv.Itoa(port), "DYNO="+name)
+	s.prepare(cmd, d, cred, dir, "PORT="+strconv.Itoa(port), "DYNO="+name)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, orDiscard(opts.Stdout), orDiscard(opts.Stderr)
 	// The caller's stdin may never reach EOF (an SSH session): it reaches
 	// the process through a pump of our own, which Wait does not wait for
