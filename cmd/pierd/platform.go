@@ -120,7 +120,7 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 	}()
 	switch o.scheduler {
 	case "local":
-		if err := p.startLocal(o, log); err != nil {
+		if err := p.startLocal(o, db, log); err != nil {
 			return nil, err
 		}
 	case "docker":
@@ -169,7 +169,7 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 
 // startLocal makes the host strategy and the local scheduler that runs
 // its builds.
-func (p *platform) startLocal(o options, log *slog.Logger) error {
+func (p *platform) startLocal(o options, db pier.Store, log *slog.Logger) error {
 	rt, err := runtimeDir(o.dataDir)
 	if err != nil {
 		return fmt.Errorf("runtime dir: %w", err)
@@ -182,10 +182,23 @@ func (p *platform) startLocal(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// As root, each app builds as its own uid, the one its processes run
-	// as (BuildRequest.UID, from the store), so that one app's build cannot
-	// read or poison another's cache.
 	hcfg := host.Config{LifecycleDir: lifecycle, BuildpacksDir: buildpacks, WorkDir: filepath.Join(rt, "builds"), Logger: log}
+	if os.Geteuid() == 0 {
+		// Each app builds as its own uid, the one the store gave it and its
+		// processes run as (the same as BuildRequest.UID), so that one
+		// app's build cannot read or poison another's cache. An app the
+		// store cannot name gives 0, which the host strategy refuses.
+		hcfg.BuildUser = func(app string) (int, int) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			a, _, err := db.AppAccess(ctx, app, "")
+			if err != nil || a.UID <= 0 {
+				log.Error("no uid to build the app as", "app", app, "err", err)
+				return 0, 0
+			}
+			return a.UID, a.UID
+		}
+	}
 	hs, err := host.New(hcfg)
 	if err != nil {
 		return err
