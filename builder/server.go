@@ -315,7 +315,7 @@ func (s *Server) session(sess gliderssh.Session) int {
 	if cmd.Service == uploadPack {
 		return s.upload(sess, cmd.App, log, refuse)
 	}
-	return s.receive(sess, user.Username, cmd.App, log, refuse)
+	return s.receive(sess, user.Username, user.Admin, cmd.App, log, refuse)
 }
 
 func (s *Server) repoDir(app string) string { return filepath.Join(s.reposDir, app+".git") }
@@ -342,7 +342,7 @@ func (s *Server) upload(sess gliderssh.Session, app string, log *slog.Logger, re
 }
 
 // receive serves a push: lock, receive, compare refs, deploy main.
-func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog.Logger, refuse func(string, ...any) int) int {
+func (s *Server) receive(sess gliderssh.Session, username string, admin bool, app string, log *slog.Logger, refuse func(string, ...any) int) int {
 	ctx := sess.Context()
 	stderr := sess.Stderr()
 
@@ -360,13 +360,18 @@ func (s *Server) receive(sess gliderssh.Session, username, app string, log *slog
 	}
 	defer lock.Unlock()
 	// The app may have been destroyed while this push waited (RemoveRepo
-	// held the lock): no repository for an app that is gone.
-	a, _, err := s.cfg.Store.AppAccess(ctx, app, username)
-	if pier.ErrorCode(err) == pier.ENOTFOUND {
+	// held the lock), or the pusher removed from it: no repository for an
+	// app that is gone, no push by someone who is no longer a member. The
+	// store answers a non-member with the app and an empty role.
+	a, role, err := s.cfg.Store.AppAccess(ctx, app, username)
+	switch {
+	case pier.ErrorCode(err) == pier.ENOTFOUND:
 		return refuse(noAccess, app)
-	} else if err != nil {
+	case err != nil:
 		log.Error("checking app access", "err", err)
 		return refuse("internal error; try again")
+	case role == "" && !admin:
+		return refuse(noAccess, app)
 	}
 
 	dir, err := s.ensureRepo(ctx, app, a.CreatedAt, log)

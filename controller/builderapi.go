@@ -64,6 +64,7 @@ type BuilderDeploy struct {
 type BuilderAuthorizer interface {
 	UserForKey(ctx context.Context, fingerprint string) (*pier.User, error)
 	AppAccess(ctx context.Context, name, username string) (*pier.App, string, error)
+	FindUser(ctx context.Context, username string) (*pier.User, error)
 }
 
 // BuilderAPIConfig configures BuilderAPI.
@@ -140,12 +141,36 @@ func (b *builderAPI) access(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, b.cfg.Logger, err)
 		return
 	}
-	a, role, err := b.cfg.Store.AppAccess(r.Context(), app, user)
+	a, role, err := b.pushAccess(r.Context(), app, user)
 	if err != nil {
 		writeError(w, r, b.cfg.Logger, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, BuilderAccess{App: *a, Role: role})
+}
+
+// pushAccess returns app and user's role in it when user may push to it: a
+// member, or an admin (role ""). The store answers a non-member with the
+// app and an empty role, not an error: taking its error alone for a "yes"
+// let any user with a key push to any app. A non-member gets the answer
+// an unknown app gets (ENOTFOUND), so that apps' names do not leak.
+func (b *builderAPI) pushAccess(ctx context.Context, app, user string) (*pier.App, string, error) {
+	a, role, err := b.cfg.Store.AppAccess(ctx, app, user)
+	if err != nil {
+		return nil, "", err
+	}
+	if role == pier.RoleOwner || role == pier.RoleCollaborator {
+		return a, role, nil
+	}
+	u, err := b.cfg.Store.FindUser(ctx, user)
+	switch {
+	case pier.ErrorCode(err) == pier.ENOTFOUND:
+	case err != nil:
+		return nil, "", err
+	case u.Admin:
+		return a, "", nil
+	}
+	return nil, "", pier.Errorf(pier.ENOTFOUND, "app %q not found", app)
 }
 
 func (b *builderAPI) deploy(w http.ResponseWriter, r *http.Request) {
@@ -162,7 +187,7 @@ func (b *builderAPI) deploy(w http.ResponseWriter, r *http.Request) {
 	}
 	// The builder checked this before the push; the user may have lost
 	// the app since, and a builder is not taken at its word.
-	if _, _, err := b.cfg.Store.AppAccess(r.Context(), app, user); err != nil {
+	if _, _, err := b.pushAccess(r.Context(), app, user); err != nil {
 		writeError(w, r, log, err)
 		return
 	}
