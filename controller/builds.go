@@ -67,6 +67,9 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) (any, error
 	if err := pier.ValidateImage(req.Image); err != nil {
 		return nil, err
 	}
+	if err := s.checkImageOwner(appOf(r).Name, req.Image); err != nil {
+		return nil, err
+	}
 	types := map[string]string{"web": ""}
 	if req.Procfile != "" {
 		var err error
@@ -83,6 +86,25 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request) (any, error
 	return s.rec.Deploy(ctx, imageStrategy{image: req.Image, types: types}, DeployRequest{
 		App: appOf(r).Name, User: userOf(r).Username,
 	})
+}
+
+// checkImageOwner refuses ref when it is in Pier's own registry but not in
+// app's repository there: the scheduler would pull another app's image
+// (its code, whatever its build baked in) with Pier's credentials. Images
+// of other registries are pulled without them (Registry.Auth).
+func (s *Server) checkImageOwner(app, ref string) error {
+	if s.imageRepo == nil {
+		return nil
+	}
+	repo := s.imageRepo(app)
+	host, _, _ := strings.Cut(repo, "/")
+	if !strings.HasPrefix(ref, host+"/") {
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(ref, repo); ok && (rest == "" || rest[0] == ':' || rest[0] == '@') {
+		return nil
+	}
+	return pier.Errorf(pier.EFORBIDDEN, "image %s is in Pier's registry but not in %s's repository %s: an app deploys only its own images from Pier's registry; deploy %s:TAG, or an image of another registry", ref, app, repo, repo)
 }
 
 // imageStrategy is the "build" of an existing image: it builds nothing and

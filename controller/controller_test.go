@@ -36,7 +36,7 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
 
 // newEnvWith is newEnv with a Reconciler of sched, as `pierd all` runs;
 // nil sched makes a controller alone, as `pierd controller` runs.
-func newEnvWith(t *testing.T, sched pier.Scheduler) *env {
+func newEnvWith(t *testing.T, sched pier.Scheduler, mods ...func(*controller.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testenv.Database(t))
@@ -49,6 +49,9 @@ func newEnvWith(t *testing.T, sched pier.Scheduler) *env {
 	if sched != nil {
 		e.rec = controller.NewReconciler(db, sched, nil)
 		cfg.Reconciler = e.rec
+	}
+	for _, m := range mods {
+		m(&cfg)
 	}
 	api, err := controller.New(ctx, cfg)
 	if err != nil {

@@ -370,3 +370,41 @@ func TestDeployAppliesOnceUnlessSomethingChanged(t *testing.T) {
 		t.Fatalf("release %+v; applied %+v", rel, tries)
 	}
 }
+
+// Finding 8 of issue 14: builds:create took any reference, and the
+// scheduler pulls from Pier's registry with Pier's credentials, which read
+// every app's images: a member of one app could run another's. Images of
+// Pier's registry must be the app's own; other registries' are allowed
+// (and pulled without Pier's credentials: pack.Registry.Auth).
+func TestBuildsCreateRefusesOtherAppsImage(t *testing.T) {
+	sched := &gatedScheduler{}
+	e := newEnvWith(t, sched, func(c *controller.Config) {
+		c.ImageRepository = func(app string) string { return "127.0.0.1:5000/pier/" + app }
+	})
+	e.must("POST", "/v1/apps", e.alice, map[string]string{"name": "myapp"}, 201, nil)
+	e.must("POST", "/v1/apps", e.admin, map[string]string{"name": "payments"}, 201, nil)
+	for _, ref := range []string{
+		"127.0.0.1:5000/pier/payments:v1",
+		"127.0.0.1:5000/pier/payments@sha256:" + strings.Repeat("a", 64),
+		"127.0.0.1:5000/pier/myapp-payments:v1", // another app whose name starts with ours
+		"127.0.0.1:5000/pier/myapp/extra:v1",    // not the app's repository
+		"127.0.0.1:5000/other/thing:1",          // outside Pier's prefix, same credentials
+	} {
+		e.apiError("POST", "/v1/apps/myapp/builds", e.alice, map[string]string{"image": ref}, 403, pier.EFORBIDDEN, "an app deploys only its own images from Pier's registry")
+	}
+	if n := len(e.releases("myapp")); n != 1 {
+		t.Fatalf("refused images made releases: %d", n)
+	}
+	for i, ref := range []string{
+		"127.0.0.1:5000/pier/myapp:v1",
+		"127.0.0.1:5000/pier/myapp@sha256:" + strings.Repeat("b", 64),
+		"127.0.0.1:5001/pier/payments:v1", // another registry
+		"nginx:1.27",
+	} {
+		var rel pier.Release
+		e.must("POST", "/v1/apps/myapp/builds", e.alice, map[string]string{"image": ref}, 201, &rel)
+		if rel.Version != i+2 || rel.Build.Image != ref {
+			t.Fatalf("%s: release %+v", ref, rel)
+		}
+	}
+}

@@ -47,6 +47,12 @@ type Config struct {
 	// RegistryCertificatePath, outside the API's own authentication (it
 	// takes the registry credentials' Basic authentication).
 	RegistryAuth http.Handler
+	// ImageRepository, when set, is app's repository in Pier's own
+	// registry, such as 127.0.0.1:5000/pier/myapp. The schedulers pull
+	// from that registry with Pier's credentials, which read every app's
+	// images: builds:create refuses an image of that registry outside the
+	// app's own repository.
+	ImageRepository func(app string) string
 	// ServiceTokenRevoked, when set, is called after a service token has
 	// been revoked (pierd then replaces the tokens it keeps for the
 	// chart's pods, --service-tokens-secret). It must not block.
@@ -62,22 +68,23 @@ const (
 
 // Server is the controller's HTTP API.
 type Server struct {
-	store    pier.Store
-	log      *slog.Logger
-	public   *url.URL
-	domain   string // platform domain: the host of PublicURL
-	tokens   *tokenIssuer
-	now      func() time.Time
-	handler  http.Handler
-	routes   []route
-	openapi  []byte
-	dummyPwd string // a hash to compare against when a user is unknown
-	rec      *Reconciler
-	gitURL   func(app string) string
-	builder  string // the platform's default CNB builder
-	acme     bool   // an ACME issuer runs (Config.ACME)
-	registry http.Handler
-	revoked  func() // Config.ServiceTokenRevoked
+	store     pier.Store
+	log       *slog.Logger
+	public    *url.URL
+	domain    string // platform domain: the host of PublicURL
+	tokens    *tokenIssuer
+	now       func() time.Time
+	handler   http.Handler
+	routes    []route
+	openapi   []byte
+	dummyPwd  string // a hash to compare against when a user is unknown
+	rec       *Reconciler
+	gitURL    func(app string) string
+	builder   string // the platform's default CNB builder
+	acme      bool   // an ACME issuer runs (Config.ACME)
+	registry  http.Handler
+	revoked   func()                  // Config.ServiceTokenRevoked
+	imageRepo func(app string) string // Config.ImageRepository
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -102,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth, revoked: cfg.ServiceTokenRevoked}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth, revoked: cfg.ServiceTokenRevoked, imageRepo: cfg.ImageRepository}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier/builder/kube"
+	"github.com/pierpaas/pier/builder/pack"
 	"github.com/pierpaas/pier/controller"
 	"github.com/pierpaas/pier/postgres"
 	"github.com/pierpaas/pier/postgres/embedded"
@@ -321,6 +322,10 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
 	cfg.ACME = o.acme.directory != ""
 	cfg.RegistryAuth = o.registryToken.handler()
+	if o.registry != "" {
+		reg := pack.Registry{Host: o.registry, Prefix: o.registryPrefix}
+		cfg.ImageRepository = reg.Repository
+	}
 	if keeper != nil {
 		cfg.ServiceTokenRevoked = keeper.afterRevoke(ctx)
 	}
