@@ -73,11 +73,26 @@ func extractTar(r io.Reader, dir string, max int64) error {
 	}
 	defer root.Close()
 	var total int64
+	var links []string
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			// Each link on its own looked contained; together they may
+			// not ("a/b" -> ".." makes "a/b/a/b/../.." climb out): now
+			// that the tree is whole, follow every one as the kernel will.
+			// A refused link is removed too: the tree is not left with
+			// a way out, whatever the caller does with it.
+			var refused error
+			for _, l := range links {
+				if err := resolveInside(root, l); err != nil {
+					root.Remove(l)
+					if refused == nil {
+						refused = err
+					}
+				}
+			}
+			return refused
 		}
 		if err != nil {
 			return fmt.Errorf("reading archive: %w", err)
@@ -118,6 +133,7 @@ func extractTar(r io.Reader, dir string, max int64) error {
 			if err := root.Symlink(h.Linkname, name); err != nil {
 				return err
 			}
+			links = append(links, name)
 		default:
 			// git archive emits only directories, files and symlinks;
 			// anything else (hard links, devices) is not from git.
@@ -155,6 +171,57 @@ func checkSymlink(name, target string) error {
 	resolved := path.Join(path.Dir(name), target)
 	if resolved == ".." || strings.HasPrefix(resolved, "../") {
 		return fmt.Errorf("symlink %q -> %q refused: it points outside the source tree", clip(name), clip(target))
+	}
+	return nil
+}
+
+// maxLinkHops bounds the links followed resolving one path, as the
+// kernel's own limit (40) does.
+const maxLinkHops = 40
+
+// resolveInside follows the symlink name (relative to root) component by
+// component, through every link on the way, as the kernel would, and
+// refuses it when a step climbs above root or names an absolute path. A
+// component that does not exist is taken as a directory: a later ".."
+// then counts against the tree, which refuses more than the kernel would,
+// never less.
+func resolveInside(root *os.Root, name string) error {
+	refuse := func(why string) error {
+		return fmt.Errorf("symlink %q refused: %s; a pushed link must resolve inside the source tree", clip(name), why)
+	}
+	var at []string // the resolved directory, from root
+	pending := strings.Split(name, "/")
+	hops := 0
+	for len(pending) > 0 {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(at) == 0 {
+				return refuse("following its links climbs out of the tree")
+			}
+			at = at[:len(at)-1]
+			continue
+		}
+		cur := path.Join(append(append([]string{}, at...), c)...)
+		fi, err := root.Lstat(cur)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			at = append(at, c)
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return refuse("too many levels of links")
+		}
+		target, err := root.Readlink(cur)
+		if err != nil {
+			return err
+		}
+		if target == "" || path.IsAbs(target) {
+			return refuse(fmt.Sprintf("%q points to an absolute path", clip(cur)))
+		}
+		pending = append(strings.Split(target, "/"), pending...)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,5 +104,75 @@ func TestCheckoutTreeRejectsBadCommit(t *testing.T) {
 		if err := CheckoutTree(t.Context(), t.TempDir(), c, t.TempDir()); err == nil {
 			t.Errorf("CheckoutTree(%q) succeeded", c)
 		}
+	}
+}
+
+// Finding 6 of issue 14: each link's text was checked alone. "a/b" -> ".."
+// looks contained (it is the tree's root), and so does
+// "escape" -> "a/b/a/b/../../outside/secret" read lexically ("a/b/outside/
+// secret"); but the kernel follows a/b twice, climbs out twice, and the
+// build reads a file beside the tree. A real git commit with those links
+// must be refused by CheckoutTree, and nothing readable through the tree.
+func TestSymlinkChainEscapesCheckout(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	// base/outside/secret is what the push must not reach; the checkout
+	// lands in base/x/tree, so that a/b/a/b/../.. climbs from tree to
+	// base/x and then base.
+	base := t.TempDir()
+	os.MkdirAll(filepath.Join(base, "outside"), 0o755)
+	os.WriteFile(filepath.Join(base, "outside", "secret"), []byte("host secret"), 0o644)
+	tree := filepath.Join(base, "x", "tree")
+
+	work, bare := t.TempDir(), t.TempDir()
+	git := func(dir string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=a", "GIT_COMMITTER_EMAIL=a@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git(work, "init", "-q", "-b", "main")
+	os.MkdirAll(filepath.Join(work, "a"), 0o755)
+	os.Symlink("..", filepath.Join(work, "a", "b"))
+	os.Symlink("a/b/a/b/../../outside/secret", filepath.Join(work, "escape"))
+	os.WriteFile(filepath.Join(work, "main.go"), []byte("package main\n"), 0o644)
+	git(work, "add", ".")
+	git(work, "commit", "-q", "-m", "links")
+	git(bare, "init", "-q", "--bare")
+	git(work, "push", "-q", bare, "main")
+	commit := git(work, "rev-parse", "HEAD")
+
+	err := CheckoutTree(t.Context(), bare, commit, tree)
+	if err == nil || !strings.Contains(err.Error(), `symlink "escape" refused`) {
+		t.Errorf("CheckoutTree: %v; want the link escape refused", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(tree, "escape")); err == nil {
+		t.Errorf("the tree's escape link reads %q from outside the tree", b)
+	}
+
+	// Links that only look odd but stay inside still check out.
+	ok := []entry{
+		{name: "a/", typ: tar.TypeDir},
+		{name: "a/c/", typ: tar.TypeDir},
+		{name: "a/b", typ: tar.TypeSymlink, link: ".."},
+		{name: "in", typ: tar.TypeSymlink, link: "a/b/a/c/../b/main.go"},
+		{name: "main.go", typ: tar.TypeReg, body: "package main"},
+	}
+	dir := t.TempDir()
+	if err := extractTar(tarOf(t, ok...), dir, 1<<20); err != nil {
+		t.Fatalf("contained links refused: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "in")); err != nil || string(b) != "package main" {
+		t.Errorf("in: %q %v", b, err)
+	}
+	// A loop is refused, not followed forever.
+	loop := []entry{{name: "p", typ: tar.TypeSymlink, link: "q"}, {name: "q", typ: tar.TypeSymlink, link: "p"}}
+	if err := extractTar(tarOf(t, loop...), t.TempDir(), 1<<20); err == nil || !strings.Contains(err.Error(), "too many levels") {
+		t.Errorf("a link loop: %v", err)
 	}
 }
