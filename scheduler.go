@@ -45,8 +45,9 @@ type Deployment struct {
 }
 
 // Limits are the resources of each process of one type, in Kubernetes
-// quantity syntax (Deis Workflow's limits:set). Empty: not set. Schedulers
-// that cannot enforce them (the local one) ignore them.
+// quantity syntax (Deis Workflow's limits:set). Empty: not set. The local
+// scheduler enforces them with cgroups as root, with rlimits otherwise
+// (memory only: see scheduler/local/rlimit_linux.go).
 type Limits struct {
 	Memory string `json:"memory,omitempty"` // such as 512Mi
 	CPU    string `json:"cpu,omitempty"`    // such as 500m

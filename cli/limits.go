@@ -25,8 +25,10 @@ func (c *cli) addLimitsCommands(root *cobra.Command) {
 		Use:   "limits",
 		Short: "Show the memory and CPU limits of the app's process types",
 		Long: `Show the memory and CPU limits of each process type that has any. A process
-type without limits may use what its host allows. Schedulers that cannot
-enforce limits (the local one) ignore them.`,
+type without limits may use what its host allows. A process killed for going
+past its memory limit says so in ` + "`pier ps`" + `. The local scheduler enforces
+limits with cgroups when pierd runs as root; without root only memory (as an
+rlimit), not CPU.`,
 		Example: "  pier limits -a myapp\n  pier limits --json",
 		GroupID: "ps",
 		Args:    cobra.NoArgs,

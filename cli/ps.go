@@ -28,7 +28,9 @@ func (c *cli) addPsCommands(root *cobra.Command) {
 		Short: "List the app's running processes",
 		Long: `List the app's processes as they run now, grouped by type: each one's state
 (starting, up, crashed, stopping), when it started, the release it runs and
-how often it was restarted. ` + "`pier scale`" + ` sets how many should run.`,
+how often it was restarted and why it last went down (such as "OOM killed:
+memory limit 256Mi" when it went past ` + "`pier limits:set`" + `).
+` + "`pier scale`" + ` sets how many should run.`,
 		Example: "  pier ps -a myapp\n  pier ps --json",
 		GroupID: "ps",
 		Args:    cobra.NoArgs,
@@ -190,7 +192,8 @@ func (c *cli) printFormation(app string, f pier.Formation, asJSON bool) error {
 // one line each, such as
 //
 //	=== web (2)
-//	web.1: up 2026/11/23 10:00:00 +0000 (~ 5m ago) v4
+//	web.1: up 2026/11/23 10:00:00 +0000 (~ 5m ago) v4, 1 restart
+//	  last exit: OOM killed: memory limit 256Mi
 func (c *cli) printProcesses(app string, ps []pier.Process) {
 	if len(ps) == 0 {
 		fmt.Fprintf(c.stdout, "No processes are running on %s.\n", app)
@@ -225,6 +228,11 @@ func (c *cli) printProcesses(app string, ps []pier.Process) {
 				line += ", " + plural(p.Restarts, "restart")
 			}
 			fmt.Fprintln(c.stdout, clean(line))
+			// Why it last went down, such as "OOM killed: memory
+			// limit 256Mi", on a line of its own under it.
+			if p.Reason != "" {
+				fmt.Fprintln(c.stdout, "  last exit: "+clean(p.Reason))
+			}
 		}
 	}
 }

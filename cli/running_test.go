@@ -14,7 +14,7 @@ func TestPsGroupsByType(t *testing.T) {
 	t2 := now.Add(-3 * time.Hour).Truncate(time.Second)
 	at := func(tm time.Time) string { return tm.UTC().Format(time.RFC3339) }
 	body := `{"items":[` +
-		`{"app":"myapp","type":"worker","index":1,"release":4,"state":"crashed","started_at":"` + at(t2) + `","restarts":3},` +
+		`{"app":"myapp","type":"worker","index":1,"release":4,"state":"crashed","started_at":"` + at(t2) + `","restarts":3,"reason":"OOM killed: memory limit 64Mi"},` +
 		`{"app":"myapp","type":"web","index":2,"release":4,"state":"starting","started_at":"` + at(t1) + `","restarts":0},` +
 		`{"app":"myapp","type":"web","index":1,"release":4,"state":"up","started_at":"` + at(t1) + `","restarts":1}]}`
 	api.on("GET /v1/apps/myapp/ps", 200, body)
@@ -27,7 +27,8 @@ func TestPsGroupsByType(t *testing.T) {
 		"web.2: starting " + local(t1) + " (~ 5m ago) v4\n" +
 		"\n" +
 		"=== worker (1)\n" +
-		"worker.1: crashed " + local(t2) + " (~ 3h ago) v4, 3 restarts\n"
+		"worker.1: crashed " + local(t2) + " (~ 3h ago) v4, 3 restarts\n" +
+		"  last exit: OOM killed: memory limit 64Mi\n"
 	if r.stdout != want {
 		t.Fatalf("ps:\n%s\nwant:\n%s", r.stdout, want)
 	}

@@ -104,6 +104,9 @@ func helperMain(mode string) {
 	case "hijack", "dial":
 		isolationMain(mode)
 		return
+	case "hog", "forkbomb":
+		limitsMain(mode)
+		return
 	}
 	// web
 	switch os.Getenv("MODE") {

@@ -67,19 +67,24 @@ type Config struct {
 	// pierd's own user.
 	AppUIDs      [2]uint32
 	AllowedPorts []int // loopback ports apps may connect to: the router's
+
+	// PidsMax bounds the processes and threads of each process group
+	// (limits.go); zero: DefaultPidsMax, negative: no bound.
+	PidsMax int
 }
 
 const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 // Scheduler runs processes on this host. It implements pier.Scheduler.
 type Scheduler struct {
-	cfg    Config
-	log    *slog.Logger
-	ports  *ports
-	groups *pgroup.Records // every process group started and not yet stopped
-	spawnc chan spawnReq
-	guard  *firewall.Guard // root's netfilter rules; nil otherwise
-	runWG  sync.WaitGroup  // one-off processes not yet stopped and reaped
+	cfg     Config
+	log     *slog.Logger
+	ports   *ports
+	groups  *pgroup.Records // every process group started and not yet stopped
+	spawnc  chan spawnReq
+	guard   *firewall.Guard // root's netfilter rules; nil otherwise
+	limiter limiter         // enforces limits (limits.go); nil: none
+	runWG   sync.WaitGroup  // one-off processes not yet stopped and reaped
 
 	feed router.Feed // the router follows the ready web addresses (Subscribe)
 
@@ -134,6 +139,9 @@ func New(cfg Config) (*Scheduler, error) {
 	def(&cfg.MaxRestartBackoff, time.Minute)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.PidsMax == 0 {
+		cfg.PidsMax = DefaultPidsMax
 	}
 	if cfg.AppUIDs == [2]uint32{} {
 		cfg.AppUIDs = DefaultAppUIDs
@@ -191,6 +199,7 @@ func New(cfg Config) (*Scheduler, error) {
 	if err := s.guardLoopback(); err != nil { // loopback.go
 		return nil, err
 	}
+	s.limiter = newLimiter(s) // limits_*.go
 	go s.spawner()
 	return s, nil
 }
@@ -213,6 +222,7 @@ func (s *Scheduler) credential(d pier.Deployment) (*syscall.Credential, error) {
 
 type spawnReq struct {
 	cmd *exec.Cmd
+	box box // its limits: entered by the forking thread (limits.go)
 	err chan error
 }
 
@@ -222,12 +232,18 @@ type spawnReq struct {
 func (s *Scheduler) spawner() {
 	runtime.LockOSThread()
 	for r := range s.spawnc {
-		r.err <- r.cmd.Start()
+		if err := r.box.enter(); err != nil {
+			r.err <- fmt.Errorf("entering its limits: %w", err)
+			continue
+		}
+		err := r.cmd.Start()
+		r.box.leave()
+		r.err <- err
 	}
 }
 
-func (s *Scheduler) start(cmd *exec.Cmd) error {
-	r := spawnReq{cmd: cmd, err: make(chan error, 1)}
+func (s *Scheduler) start(cmd *exec.Cmd, b box) error {
+	r := spawnReq{cmd: cmd, box: b, err: make(chan error, 1)}
 	s.spawnc <- r
 	return <-r.err
 }
@@ -609,7 +625,7 @@ func (s *Scheduler) Processes(ctx context.Context, app string) ([]pier.Process, 
 	}
 	out := make([]pier.Process, 0, len(all))
 	for _, p := range all {
-		pp := pier.Process{App: app, Type: p.typ, Index: p.index, Release: p.release, State: p.state, StartedAt: p.startedAt, Restarts: p.restarts}
+		pp := pier.Process{App: app, Type: p.typ, Index: p.index, Release: p.release, State: p.state, StartedAt: p.startedAt, Restarts: p.restarts, Reason: p.failure}
 		if p.ready && p.routed && p.typ == "web" {
 			pp.Addr = p.addr
 		}
@@ -747,5 +763,5 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
-	return errors.Join(err, s.unguard())
+	return errors.Join(err, s.unguard(), s.unlimit())
 }

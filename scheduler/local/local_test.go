@@ -466,6 +466,7 @@ func TestKilledSupervisorLeavesNoOrphan(t *testing.T) {
 	sup.Process.Kill()
 	sup.Wait()
 	eventually(t, "the app process dies with its supervisor", func() bool { return !alive(pid) })
+	sweepCgroups(t, dir) // limits_test.go
 }
 
 // What an app process forked outlives a pierd killed with SIGKILL (only

@@ -212,6 +212,12 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		return "could not be launched: " + err.Error(), false
 	}
 	s.prepare(cmd, p.dep, cred, p.dir, "PORT="+strconv.Itoa(p.port), "DYNO="+p.name())
+	limits := p.dep.Limits[p.typ]
+	b, err := s.openBox(p.app.name+"."+p.name(), limits, cmd)
+	if err != nil {
+		return "could not be started within its limits: " + err.Error(), false
+	}
+	defer b.close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "could not be started: " + err.Error(), false
@@ -219,7 +225,7 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = w, w
 	p.app.platform("Starting %s for v%d", p.name(), p.release)
-	err = s.start(cmd)
+	err = s.start(cmd, b)
 	w.Close()
 	if err != nil {
 		r.Close()
@@ -232,6 +238,13 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		r.Close()
 		s.log.Error("cannot record process group", "app", p.app.name, "process", p.name(), "err", err)
 		return "could not be started: " + err.Error(), false
+	}
+	if err := b.started(g.Pid()); err != nil {
+		// A process that could not be bounded does not run.
+		g.Signal(syscall.SIGKILL)
+		g.Wait()
+		r.Close()
+		return "could not be started within its limits: " + err.Error(), false
 	}
 	pid := g.Pid()
 	started := time.Now()
@@ -278,6 +291,9 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 		case <-timedOut:
 			return fmt.Sprintf("did not accept connections on its port within %s", s.cfg.StartTimeout), false
 		default:
+		}
+		if b.oomKilled() {
+			return oomReason(limits), false
 		}
 		return exitReason(err), false
 	case <-p.stopc:
@@ -486,6 +502,12 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 	}
 	defer s.ports.put(port)
 	s.prepare(cmd, d, cred, dir, "PORT="+strconv.Itoa(port), "DYNO="+name)
+	limits := d.Limits["run"]
+	b, err := s.openBox(a.name+"."+name, limits, cmd)
+	if err != nil {
+		return -1, fmt.Errorf("run: %w", err)
+	}
+	defer b.close()
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, orDiscard(opts.Stdout), orDiscard(opts.Stderr)
 	// The caller's stdin may never reach EOF (an SSH session): it reaches
 	// the process through a pump of our own, which Wait does not wait for
@@ -505,7 +527,7 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 		s.mu.Unlock()
 		return -1, pier.Errorf(pier.ECONFLICT, "the scheduler is shutting down")
 	}
-	if err := s.start(cmd); err != nil {
+	if err := s.start(cmd, b); err != nil {
 		s.mu.Unlock()
 		a.platform("%s could not be started", name)
 		why := err
@@ -523,6 +545,9 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 	s.runs[g] = struct{}{}
 	s.runWG.Add(1)
 	s.mu.Unlock()
+	if err := b.started(g.Pid()); err != nil {
+		g.Signal(syscall.SIGKILL) // a process that could not be bounded does not run
+	}
 	if stdin != nil {
 		go func() {
 			// Ends at the caller's EOF, or at the first write after the
@@ -551,6 +576,9 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			code = 128 + int(ws.Signal())
 		}
+	}
+	if b.oomKilled() {
+		a.platform("%s %s", name, oomReason(limits))
 	}
 	a.platform("%s exited with status %d", name, code)
 	if code < 0 {
