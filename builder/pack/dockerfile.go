@@ -48,8 +48,9 @@ func (s *Strategy) buildDockerfile(ctx context.Context, req pier.BuildRequest, r
 		Dockerfile:  "Dockerfile",
 		Remove:      true,
 		ForceRemove: true,
-		// RUN steps share the host's network, as every container here.
-		NetworkMode: "host",
+		// RUN steps run the pusher's code as root: never in the host's
+		// network (Config.BuildNetwork).
+		NetworkMode: s.cfg.BuildNetwork,
 		Labels:      map[string]string{"io.pier.app": req.App},
 	})
 	if err != nil {

@@ -72,6 +72,14 @@ type Config struct {
 	// LifecycleImage runs the lifecycle phases of untrusted builders
 	// (pack's default, pulled from a registry, when empty).
 	LifecycleImage string
+	// BuildNetwork is the Docker network of every build container
+	// (Dockerfile RUN steps, pack's lifecycle phases). Default "none": no
+	// network at all, so build steps, which run the pusher's code, reach
+	// none of the host's loopback services (the database, the registry,
+	// pierd's internal listener) and capture none of its packets. Name a
+	// bridge network of your own to give builds egress (package
+	// downloads). Never "host", nor another container's namespace.
+	BuildNetwork string
 	// Timeout bounds one build (DefaultTimeout when zero).
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -96,6 +104,12 @@ func New(cfg Config) (*Strategy, error) {
 	}
 	if err := pier.ValidateImage(cfg.DefaultBuilder); err != nil {
 		return nil, fmt.Errorf("pack strategy: default builder: %s", pier.ErrorMessage(err))
+	}
+	if cfg.BuildNetwork == "" {
+		cfg.BuildNetwork = DefaultBuildNetwork
+	}
+	if err := checkBuildNetwork(cfg.BuildNetwork); err != nil {
+		return nil, err
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -251,9 +265,9 @@ func (s *Strategy) buildpacks(ctx context.Context, req pier.BuildRequest, ref st
 		PullPolicy:     image.PullIfNotPresent,
 		TrustBuilder:   func(string) bool { return trusted },
 		LifecycleImage: s.cfg.LifecycleImage,
-		// Build containers share the host's network: traffic stays on
-		// loopback, and no bridge is needed.
-		ContainerConfig: packclient.ContainerConfig{Network: "host"},
+		// Never the host's network: see Config.BuildNetwork. The
+		// lifecycle reaches the daemon through its socket, mounted in.
+		ContainerConfig: packclient.ContainerConfig{Network: s.cfg.BuildNetwork},
 	}
 	if err := pc.Build(ctx, opts); err != nil {
 		if ctx.Err() != nil {
@@ -311,4 +325,16 @@ func (s *Strategy) RemoveApp(ctx context.Context, app string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultBuildNetwork keeps build containers off every network.
+const DefaultBuildNetwork = "none"
+
+// checkBuildNetwork refuses networks that would put the pusher's build
+// steps in the host's network namespace, or in another container's.
+func checkBuildNetwork(n string) error {
+	if n == "host" || strings.HasPrefix(n, "container:") {
+		return fmt.Errorf("pack strategy: build network %q refused: build steps run the pusher's code, and in %s they would reach the host's loopback services and capture its packets; use %q (no network, the default) or a bridge network of your own (docker network create pier-build)", n, n, DefaultBuildNetwork)
+	}
+	return nil
 }

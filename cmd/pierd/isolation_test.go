@@ -122,7 +122,7 @@ func TestTenantIsolation(t *testing.T) {
 		port := listeningPort(t, uid[victim])
 		logFile := filepath.Join(rt, "scheduler", "logs", victim+".log")
 		paths := []string{
-			builds,                                    // list its builds
+			builds, // list its builds
 			filepath.Join(buildDir, "app", "main.go"), // its source, as built
 			filepath.Join(buildDir, "layers"),         // its build output
 			filepath.Join(builds, ".cache"),           // its build cache

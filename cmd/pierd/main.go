@@ -93,6 +93,7 @@ type options struct {
 	builder              string // default CNB builder (pack)
 	trustedBuilders      string // comma-separated
 	lifecycleImage       string
+	buildNetwork         string
 	buildDockerHost      string
 	kubeBuild            kubeBuildOptions     // --build-strategy kubernetes (kubebuild.go)
 	registryToken        registryTokenOptions // --registry-token-service (registrytoken.go)
@@ -206,6 +207,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.builder, "builder", env("PIER_BUILDER", "pier/builder:latest"), "pack: the default CNB builder image (`make builder-image` makes Pier's); apps may choose another with `pier buildpacks:set-builder` (env PIER_BUILDER)")
 	fs.StringVar(&o.trustedBuilders, "trusted-builders", env("PIER_TRUSTED_BUILDERS", ""), "pack: comma-separated builders whose lifecycle runs with trust (access to the Docker daemon); default: --builder only (env PIER_TRUSTED_BUILDERS)")
 	fs.StringVar(&o.buildDockerHost, "build-docker-host", env("PIER_BUILD_DOCKER_HOST", ""), "pack: the Docker daemon's address as build containers reach it, seen from the host, such as unix:///var/run/docker.sock; default: pierd's own (DOCKER_HOST); set it when pierd runs in a container with the socket mounted from another path (env PIER_BUILD_DOCKER_HOST)")
+	fs.StringVar(&o.buildNetwork, "build-network", env("PIER_BUILD_NETWORK", pack.DefaultBuildNetwork), "pack: the Docker network of build containers (Dockerfile RUN steps, the lifecycle); none: no network, so builds reach none of the host's loopback services; name a bridge network of your own to give builds egress; never host (env PIER_BUILD_NETWORK)")
 	fs.StringVar(&o.lifecycleImage, "lifecycle-image", env("PIER_LIFECYCLE_IMAGE", ""), "pack: the image that runs the lifecycle of untrusted builders (default: pack's) (env PIER_LIFECYCLE_IMAGE)")
 	fs.StringVar(&o.appUIDsFlag, "app-uids", env("PIER_APP_UIDS", fmt.Sprintf("%d-%d", postgres.DefaultAppUIDLow, postgres.DefaultAppUIDHigh)), "the uids new apps get, LO-HI inclusive, one per app: as root, the local scheduler and host builds run each app as its own; a range no user or service of the host has (env PIER_APP_UIDS)")
 	fs.StringVar(&o.processPorts, "process-ports", env("PIER_PROCESS_PORTS", ""), "local and docker schedulers: the loopback ports apps' processes listen on, LO-HI inclusive, a range no other program on the host uses (two Pier installations on one host need ranges of their own); default: any free port (local), 20000-24999 (docker) (env PIER_PROCESS_PORTS)")

@@ -274,7 +274,7 @@ func (p *platform) startPack(o options, log *slog.Logger) error {
 	}
 	s, err := pack.New(pack.Config{
 		Docker: cli, Registry: reg, DefaultBuilder: o.builder, TrustedBuilders: splitList(o.trustedBuilders),
-		LifecycleImage: o.lifecycleImage, BuildDockerHost: o.buildDockerHost, Logger: log,
+		LifecycleImage: o.lifecycleImage, BuildDockerHost: o.buildDockerHost, BuildNetwork: o.buildNetwork, Logger: log,
 	})
 	if err != nil {
 		return err
