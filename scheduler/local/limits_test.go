@@ -182,15 +182,28 @@ func TestLimitsWithoutCgroups(t *testing.T) {
 		}
 		return
 	}
-	s, _ := newScheduler(t, func(c *local.Config) { c.PidsMax = 500 })
-	d := deployment("small", 1, pier.Formation{"web": 1}, nil)
-	d.Limits = map[string]pier.Limits{"web": {Memory: "256Mi"}}
+	// The process is a shell that execs sleep, not the test binary: built
+	// with -race, that binary reserves far more than 256Mi of address
+	// space before main runs, and the data limit would stop it booting.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	s, _ := newScheduler(t, func(c *local.Config) {
+		c.PidsMax = 500
+		c.Launch = func(pier.Deployment, string) (*exec.Cmd, error) {
+			return exec.Command("/bin/sh", "-c", `echo $$ > "$1"; exec sleep 600`, "sh", pidFile), nil
+		}
+	})
+	d := deployment("small", 1, pier.Formation{"worker": 1}, nil)
+	d.Limits = map[string]pier.Limits{"worker": {Memory: "256Mi"}}
 	if err := s.Apply(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	ps, _ := s.Processes(context.Background(), "small")
-	id := getIdentity(ps[0].Addr)
-	limits := readTrim(t, "/proc/"+strconv.Itoa(id.PID)+"/limits")
+	var pid int
+	eventually(t, "the worker wrote its pid", func() bool {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid > 0
+	})
+	limits := readTrim(t, "/proc/"+strconv.Itoa(pid)+"/limits")
 	var data, nproc []string
 	for _, l := range strings.Split(limits, "\n") {
 		switch {
