@@ -113,6 +113,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// UID and GID run builds when pierd is root (Nobody when zero).
 	UID, GID int
+	// Wrap, when set, is applied to each lifecycle phase's command before
+	// it starts: pierd without root runs them in a sandbox that hides its
+	// data dir (package sandbox).
+	Wrap func(*exec.Cmd) error
 	// BuildUser, when set, chooses the uid and gid of each app's builds
 	// instead (pierd as root gives each app its own, so that one app's
 	// build cannot read or poison another's cache). BuildRequest.UID,
@@ -469,6 +473,11 @@ func (s *Strategy) phase(ctx context.Context, uid, gid int, tmp, name string, ou
 	if s.root {
 		// The lifecycle refuses to run as root, and builds must not.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	if s.cfg.Wrap != nil {
+		if err := s.cfg.Wrap(cmd); err != nil {
+			return err
+		}
 	}
 	// Output pipes held open by a process that left the group end too.
 	cmd.WaitDelay = 5 * time.Second

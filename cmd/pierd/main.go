@@ -22,12 +22,16 @@ import (
 	"github.com/pierpaas/pier/builder/kube"
 	"github.com/pierpaas/pier/builder/pack"
 	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/internal/sandbox"
 	"github.com/pierpaas/pier/postgres"
 	"github.com/pierpaas/pier/postgres/embedded"
 	"github.com/pierpaas/pier/router"
 )
 
 func main() {
+	// A re-executed sandbox of an app process or a build (pierd without
+	// root, platform.go) does its work here and never returns.
+	sandbox.Main()
 	// A closed stdout (`pierd all | tee log`, then Ctrl-C) must not kill
 	// pierd before it has stopped its embedded Postgres: with SIGPIPE
 	// ignored, such writes fail quietly instead.

@@ -26,6 +26,7 @@ import (
 	"github.com/pierpaas/pier/builder/host"
 	"github.com/pierpaas/pier/builder/pack"
 	"github.com/pierpaas/pier/controller"
+	"github.com/pierpaas/pier/internal/sandbox"
 	"github.com/pierpaas/pier/postgres"
 	"github.com/pierpaas/pier/postgres/embedded"
 	"github.com/pierpaas/pier/router"
@@ -199,6 +200,10 @@ func (p *platform) startLocal(o options, db pier.Store, log *slog.Logger) error 
 			return a.UID, a.UID
 		}
 	}
+	appWrap, err := sandboxes(o, &hcfg)
+	if err != nil {
+		return err
+	}
 	hs, err := host.New(hcfg)
 	if err != nil {
 		return err
@@ -215,6 +220,7 @@ func (p *platform) startLocal(o options, db pier.Store, log *slog.Logger) error 
 		// As root, apps reach no loopback port but the router's: not each
 		// other, nor pierd's internal listener (package firewall).
 		AllowedPorts: publicPorts(o),
+		Wrap:         appWrap,
 		Launch: func(d pier.Deployment, processType string) (*exec.Cmd, error) {
 			if d.Release.Build == nil {
 				return nil, errors.New("the release has no build")
@@ -245,6 +251,33 @@ func (p *platform) startLocal(o options, db pier.Store, log *slog.Logger) error 
 	p.sched, p.routes = sched, sched
 	p.closers = append(p.closers, func(ctx context.Context) { sched.Shutdown(ctx) })
 	return nil
+}
+
+// sandboxes isolates builds and app processes without root (with root,
+// per-app uids do): each runs in user, mount and pid namespaces where the
+// data dir (passwords, the SSH host key, repositories) is an empty tmpfs
+// with only what it needs bound back: a build the builds' dir, an app
+// process its build and its own dir. Without user namespaces pierd refuses
+// to start rather than run apps that can read its secrets.
+func sandboxes(o options, hcfg *host.Config) (func(*exec.Cmd, string) error, error) {
+	if os.Geteuid() == 0 {
+		return nil, nil
+	}
+	if err := sandbox.Available(); err != nil {
+		return nil, err
+	}
+	data, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	builds := hcfg.WorkDir
+	hcfg.Wrap = func(cmd *exec.Cmd) error {
+		return sandbox.Wrap(cmd, sandbox.Spec{Hide: []string{data}, Keep: []string{builds}, PrivateTmp: true})
+	}
+	return func(cmd *exec.Cmd, home string) error {
+		// cmd.Dir is <build>/app (Launch, RunCommand).
+		return sandbox.Wrap(cmd, sandbox.Spec{Hide: []string{data}, Keep: []string{filepath.Dir(cmd.Dir), home}, PrivateTmp: true})
+	}, nil
 }
 
 // publicPorts are the ports of --http-addr and --https-addr; a port 0 is

@@ -17,7 +17,7 @@ import (
 // the hidden one Wrap gives), and then never returns; otherwise it returns
 // at once. Call it first thing in main.
 func Main() {
-	if len(os.Args) < 3 || os.Args[1] != arg {
+	if len(os.Args) < 4 || os.Args[1] != arg {
 		return
 	}
 	code, err := run(os.Args[2], os.Args[3:])
@@ -29,9 +29,9 @@ func Main() {
 }
 
 // run is pid 1 of the sandbox's pid namespace and root of its user
-// namespace (the caller's uid outside): it mounts, then runs the command
-// as its child and exits with its status.
-func run(path string, args []string) (int, error) {
+// namespace (the caller's uid outside): it mounts, then runs path with
+// argv (argv[0] included) as its child and exits with its status.
+func run(path string, argv []string) (int, error) {
 	var spec Spec
 	if err := json.Unmarshal([]byte(os.Getenv(specEnv)), &spec); err != nil {
 		return 0, fmt.Errorf("reading the spec: %w", err)
@@ -95,7 +95,8 @@ func run(path string, args []string) (int, error) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return 0, fmt.Errorf("no_new_privs: %w", err)
 	}
-	cmd := exec.Command(path, args...)
+	cmd := exec.Command(path)
+	cmd.Args = argv
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:                 syscall.CLONE_NEWUSER,

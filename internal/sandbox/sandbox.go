@@ -59,7 +59,9 @@ func Wrap(cmd *exec.Cmd, spec Spec) error {
 	if cmd.Err != nil {
 		return cmd.Err
 	}
-	args := append([]string{self, arg, path}, cmd.Args[1:]...)
+	// The command's own argv[0] too: some programs pick what they do from
+	// it (the CNB lifecycle's phases).
+	args := append([]string{self, arg, path}, cmd.Args...)
 	cmd.Path, cmd.Args = self, args
 	env := cmd.Env
 	if env == nil {
@@ -82,6 +84,7 @@ var (
 func Available() error {
 	availableOnce.Do(func() {
 		cmd := exec.Command("/bin/true")
+		cmd.Dir = "/" // the caller's may lie below the private /tmp
 		if err := Wrap(cmd, Spec{PrivateTmp: true}); err != nil {
 			availableErr = err
 			return

@@ -68,6 +68,11 @@ type Config struct {
 	AppUIDs      [2]uint32
 	AllowedPorts []int // loopback ports apps may connect to: the router's
 
+	// Wrap, when set, is applied to each process's command (home: its
+	// own dir) before it starts: pierd without root runs them in a
+	// sandbox that hides its data dir (package sandbox).
+	Wrap func(cmd *exec.Cmd, home string) error
+
 	// PidsMax bounds the processes and threads of each process group
 	// (limits.go); zero: DefaultPidsMax, negative: no bound.
 	PidsMax int

@@ -211,7 +211,9 @@ func (s *Scheduler) runOnce(p *proc) (reason string, stopped bool) {
 	if err != nil {
 		return "could not be launched: " + err.Error(), false
 	}
-	s.prepare(cmd, p.dep, cred, p.dir, "PORT="+strconv.Itoa(p.port), "DYNO="+p.name())
+	if err := s.prepare(cmd, p.dep, cred, p.dir, "PORT="+strconv.Itoa(p.port), "DYNO="+p.name()); err != nil {
+		return "could not be launched: " + err.Error(), false
+	}
 	limits := p.dep.Limits[p.typ]
 	b, err := s.openBox(p.app.name+"."+p.name(), limits, cmd)
 	if err != nil {
@@ -429,7 +431,7 @@ func (s *Scheduler) markReady(p *proc, runDone chan struct{}) {
 // the environment (config and extra on top of the command's own, never on
 // argv), a working dir, its own process group, the app's credentials and the
 // death signal.
-func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, cred *syscall.Credential, dir string, extra ...string) {
+func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, cred *syscall.Credential, dir string, extra ...string) error {
 	env := cmd.Env
 	if env == nil {
 		env = []string{"PATH=" + defaultPath}
@@ -452,6 +454,10 @@ func (s *Scheduler) prepare(cmd *exec.Cmd, d pier.Deployment, cred *syscall.Cred
 	a.Setpgid, a.Pgid = true, 0
 	a.Credential = cred
 	setDeathSignal(a)
+	if s.cfg.Wrap != nil {
+		return s.cfg.Wrap(cmd, dir)
+	}
+	return nil
 }
 
 func hasEnv(env []string, key string) bool {
@@ -501,7 +507,9 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 		return -1, fmt.Errorf("run: %w", err)
 	}
 	defer s.ports.put(port)
-	s.prepare(cmd, d, cred, dir, "PORT="+strconv.Itoa(port), "DYNO="+name)
+	if err := s.prepare(cmd, d, cred, dir, "PORT="+strconv.Itoa(port), "DYNO="+name); err != nil {
+		return -1, fmt.Errorf("run: %w", err)
+	}
 	limits := d.Limits["run"]
 	b, err := s.openBox(a.name+"."+name, limits, cmd)
 	if err != nil {
