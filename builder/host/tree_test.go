@@ -29,6 +29,21 @@ func rootOnly(t *testing.T) {
 
 // mk makes path: a directory when content is "/", a symlink to link when
 // link is set, else a file; then gives it mode and owner uid:uid.
+// node is a file, dir ("/" as content) or symlink (link) of a test tree.
+type node struct {
+	path, content, link string
+	mode                fs.FileMode
+	uid                 int
+}
+
+// mkTree makes nodes under top, in order.
+func mkTree(t *testing.T, top string, nodes []node) {
+	t.Helper()
+	for _, n := range nodes {
+		mk(t, filepath.Join(top, n.path), n.content, n.link, n.mode, n.uid)
+	}
+}
+
 func mk(t *testing.T, path, content, link string, mode fs.FileMode, uid int) {
 	t.Helper()
 	var err error
@@ -105,11 +120,7 @@ func TestLockTree(t *testing.T) {
 	mk(t, top, "/", "", 0o755, 0)
 	mk(t, outside, "/", "", 0o777, appUID)
 	mk(t, filepath.Join(outside, "x"), "x", "", 0o666, appUID)
-	for _, e := range []struct {
-		path, content, link string
-		mode                fs.FileMode
-		uid                 int
-	}{
+	mkTree(t, top, []node{
 		{"a", "/", "", 0o777, appUID},
 		{"a/b", "/", "", 0o700, appUID},
 		{"a/b/c", "/", "", 0o755, appUID},
@@ -121,9 +132,7 @@ func TestLockTree(t *testing.T) {
 		{"a/open/mine", "mine", "", 0o666, appUID},
 		{"rootdir", "/", "", 0o755, 0},
 		{"rootdir/mine", "mine", "", 0o644, appUID},
-	} {
-		mk(t, filepath.Join(top, e.path), e.content, e.link, e.mode, e.uid)
-	}
+	})
 	// After the chown, which clears it.
 	if err := os.Chmod(filepath.Join(top, "a/b/suid"), 0o755|fs.ModeSetuid); err != nil {
 		t.Fatal(err)
@@ -186,11 +195,7 @@ func TestSaveCache(t *testing.T) {
 	mk(t, outside, "/", "", 0o755, appUID)
 	mk(t, filepath.Join(outside, "evil.toml"), "[types]\ncache = true\n", "", 0o644, appUID)
 	mk(t, layers, "/", "", 0o755, appUID)
-	for _, e := range []struct {
-		path, content, link string
-		mode                fs.FileMode
-		uid                 int
-	}{
+	mkTree(t, layers, []node{
 		{"bp", "/", "", 0o755, appUID},
 		{"bp/store.toml", "[metadata]\n", "", 0o644, appUID},
 		{"bp/only.toml", "[types]\ncache = true\n", "", 0o644, appUID},
@@ -209,9 +214,7 @@ func TestSaveCache(t *testing.T) {
 		{"bp/evil", "", outside, 0, appUID},
 		{"config", "/", "", 0o755, appUID},
 		{"config/metadata.toml", "", "", 0o644, appUID},
-	} {
-		mk(t, filepath.Join(layers, e.path), e.content, e.link, e.mode, e.uid)
-	}
+	})
 	if err := SaveCache(layers, cache); err != nil {
 		t.Fatal(err)
 	}

@@ -107,47 +107,21 @@ func TestPortHijackNeverRouted(t *testing.T) {
 		c.RestartBackoff = 2 * time.Second
 		c.MaxRestartBackoff = 2 * time.Second
 	})
-	ctx := context.Background()
-	var hijacking, routedToStranger atomic.Bool
-	var addr atomic.Value
-	addr.Store("")
-	routedNow := func() bool {
-		return slices.Contains(s.Routes()["victim"], addr.Load().(string))
-	}
-	cancel := s.Subscribe(func() {
-		if hijacking.Load() && routedNow() {
-			routedToStranger.Store(true)
-		}
-	})
-	defer cancel()
-
-	if err := s.Apply(ctx, deployment("victim", 1, web(1), pier.Config{"MODE": "crash-once"})); err != nil {
-		t.Fatal(err)
-	}
-	ps := processes(t, s, "victim")
-	if len(ps) != 1 || ps[0].Addr == "" {
-		t.Fatalf("processes: %+v", ps)
-	}
-	addr.Store(ps[0].Addr)
-	_, port, _ := net.SplitHostPort(ps[0].Addr)
+	v := deployVictim(t, s, "crash-once")
+	routedNow, port := v.routed, v.port
 	eventually(t, "web.1 crashes", func() bool {
 		ps := processes(t, s, "victim")
 		return len(ps) == 1 && ps[0].State == pier.ProcessCrashed
 	})
 
-	hijacking.Store(true)
-	hijacker, said := startAs(t, strangerUID, "PIER_TEST_HELPER=hijack", "HIJACK_ADDR="+ps[0].Addr)
+	hijacker, said := v.hijack(t)
 	if said != "listening" {
 		t.Fatalf("the stranger could not take the port during the backoff: %s", said)
 	}
-	if body := get(t, ps[0].Addr); body != "hijacked" {
+	if body := get(t, v.addr); body != "hijacked" {
 		t.Fatalf("the port answers %q, not the stranger", body)
 	}
-	wantUID := strangerUID
-	if os.Geteuid() != 0 {
-		wantUID = os.Geteuid()
-	}
-	want := fmt.Sprintf("port %s is held by another process (uid %d)", port, wantUID)
+	want := v.strangerHolds()
 	logFile := filepath.Join(dir, "logs", "victim.log")
 	// Through the restart and a start that timed out on the stranger's
 	// listener, and the next restart.
@@ -159,20 +133,18 @@ func TestPortHijackNeverRouted(t *testing.T) {
 		logs, _ := os.ReadFile(logFile)
 		return strings.Contains(string(logs), want) && len(ps) == 1 && ps[0].Restarts >= 2
 	})
-	if routedToStranger.Load() {
+	if v.routedToStranger.Load() {
 		t.Fatalf("web.1 was routed while a stranger held its port %s", port)
 	}
 	if ps := processes(t, s, "victim"); ps[0].State == pier.ProcessUp {
 		t.Fatalf("web.1 is up on the stranger's listener: %+v", ps[0])
 	}
 
-	hijacking.Store(false)
-	hijacker.Process.Kill()
-	hijacker.Wait()
+	v.release(hijacker)
 	eventually(t, "web.1 serves on its own listener once the stranger is gone", func() bool {
 		return routedNow()
 	})
-	if body := get(t, ps[0].Addr); body != "web.1 v1" {
+	if body := get(t, v.addr); body != "web.1 v1" {
 		t.Fatalf("the port answers %q", body)
 	}
 }
@@ -186,31 +158,10 @@ func TestClosedListenerLeavesRoutes(t *testing.T) {
 	s, dir := newScheduler(t, func(c *local.Config) {
 		c.StartTimeout = time.Minute // the stranger's turn must not end in a restart
 	})
-	ctx := context.Background()
-	var hijacking, routedToStranger atomic.Bool
-	var addr atomic.Value
-	addr.Store("")
-	routedNow := func() bool {
-		return slices.Contains(s.Routes()["victim"], addr.Load().(string))
-	}
-	cancel := s.Subscribe(func() {
-		if hijacking.Load() && routedNow() {
-			routedToStranger.Store(true)
-		}
-	})
-	defer cancel()
-
-	if err := s.Apply(ctx, deployment("victim", 1, web(1), pier.Config{"MODE": "close-listener"})); err != nil {
-		t.Fatal(err)
-	}
-	ps := processes(t, s, "victim")
-	if len(ps) != 1 || ps[0].Addr == "" {
-		t.Fatalf("processes: %+v", ps)
-	}
-	addr.Store(ps[0].Addr)
-	_, port, _ := net.SplitHostPort(ps[0].Addr)
+	v := deployVictim(t, s, "close-listener")
+	routedNow, port := v.routed, v.port
 	eventually(t, "web.1 is routed", routedNow)
-	home := getIdentity(ps[0].Addr).Env["HOME"]
+	home := getIdentity(v.addr).Env["HOME"]
 	if home == "" {
 		t.Fatal("web.1 has no HOME")
 	}
@@ -224,16 +175,11 @@ func TestClosedListenerLeavesRoutes(t *testing.T) {
 		t.Fatalf("the app's log does not say why web.1 left the routes:\n%s", logs)
 	}
 
-	hijacking.Store(true)
-	hijacker, said := startAs(t, strangerUID, "PIER_TEST_HELPER=hijack", "HIJACK_ADDR="+ps[0].Addr)
+	hijacker, said := v.hijack(t)
 	if said != "listening" {
 		t.Fatalf("the stranger could not take the closed port: %s", said)
 	}
-	wantUID := strangerUID
-	if os.Geteuid() != 0 {
-		wantUID = os.Geteuid()
-	}
-	want := fmt.Sprintf("port %s is held by another process (uid %d)", port, wantUID)
+	want := v.strangerHolds()
 	eventually(t, "the scheduler sees the stranger on web.1's port", func() bool {
 		if routedNow() {
 			t.Fatalf("web.1 is routed while a stranger holds its port %s", port)
@@ -241,20 +187,74 @@ func TestClosedListenerLeavesRoutes(t *testing.T) {
 		logs, _ := os.ReadFile(logFile)
 		return strings.Contains(string(logs), want)
 	})
-	if routedToStranger.Load() {
+	if v.routedToStranger.Load() {
 		t.Fatalf("web.1 was routed while a stranger held its port %s", port)
 	}
 
-	hijacking.Store(false)
-	hijacker.Process.Kill()
-	hijacker.Wait()
+	v.release(hijacker)
 	if err := os.WriteFile(filepath.Join(home, "rebind"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "web.1 is routed again on its own listener", routedNow)
-	if body := get(t, ps[0].Addr); body != "web.1 v1" {
+	if body := get(t, v.addr); body != "web.1 v1" {
 		t.Fatalf("the port answers %q", body)
 	}
+}
+
+// victim is the app of the port tests: web.1 of "victim", whose port a
+// stranger takes while it is not listening there.
+type victim struct {
+	s          *local.Scheduler
+	addr, port string
+	// routedToStranger: the router was told of web.1's address while
+	// hijacking was set, between two polls of a test.
+	hijacking, routedToStranger atomic.Bool
+}
+
+// deployVictim deploys victim in mode and watches its routes.
+func deployVictim(t *testing.T, s *local.Scheduler, mode string) *victim {
+	t.Helper()
+	v := &victim{s: s}
+	if err := s.Apply(context.Background(), deployment("victim", 1, web(1), pier.Config{"MODE": mode})); err != nil {
+		t.Fatal(err)
+	}
+	ps := processes(t, s, "victim")
+	if len(ps) != 1 || ps[0].Addr == "" {
+		t.Fatalf("processes: %+v", ps)
+	}
+	v.addr = ps[0].Addr
+	_, v.port, _ = net.SplitHostPort(v.addr)
+	t.Cleanup(s.Subscribe(func() {
+		if v.hijacking.Load() && v.routed() {
+			v.routedToStranger.Store(true)
+		}
+	}))
+	return v
+}
+
+func (v *victim) routed() bool { return slices.Contains(v.s.Routes()["victim"], v.addr) }
+
+// hijack starts a stranger (another uid as root) listening on web.1's
+// port; said is what it reports.
+func (v *victim) hijack(t *testing.T) (stranger *exec.Cmd, said string) {
+	v.hijacking.Store(true)
+	return startAs(t, strangerUID, "PIER_TEST_HELPER=hijack", "HIJACK_ADDR="+v.addr)
+}
+
+func (v *victim) release(stranger *exec.Cmd) {
+	v.hijacking.Store(false)
+	stranger.Process.Kill()
+	stranger.Wait()
+}
+
+// strangerHolds is what the app's log says while the stranger holds the
+// port: its uid, pierd's own when not root.
+func (v *victim) strangerHolds() string {
+	uid := strangerUID
+	if os.Geteuid() != 0 {
+		uid = os.Geteuid()
+	}
+	return fmt.Sprintf("port %s is held by another process (uid %d)", v.port, uid)
 }
 
 func get(t *testing.T, addr string) string {
