@@ -555,6 +555,7 @@ func (s *Scheduler) Run(ctx context.Context, d pier.Deployment, opts pier.RunOpt
 	s.mu.Unlock()
 	if err := b.started(g.Pid()); err != nil {
 		g.Signal(syscall.SIGKILL) // a process that could not be bounded does not run
+		a.platform("%s could not be started within its limits: %v", name, err)
 	}
 	if stdin != nil {
 		go func() {
