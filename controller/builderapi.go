@@ -76,6 +76,9 @@ type BuilderAPIConfig struct {
 	Deploy func(ctx context.Context, d BuilderDeploy) (*pier.Release, error)
 	AppURL func(app string) string
 	Logger *slog.Logger
+	// TreeDir is where the pushed trees are unpacked while they build; the
+	// caller empties it at start. "": the system's temporary directory.
+	TreeDir string
 }
 
 // BuilderAPI serves the builder API (BuilderPathPrefix) on the internal
@@ -191,7 +194,7 @@ func (b *builderAPI) deploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, log, err)
 		return
 	}
-	src, err := os.MkdirTemp("", "pier-src-")
+	src, err := os.MkdirTemp(b.cfg.TreeDir, "pier-src-")
 	if err != nil {
 		writeError(w, r, log, err)
 		return
