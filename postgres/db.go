@@ -26,7 +26,8 @@ import (
 // DB is a pier.Store on a pool of connections to one database.
 type DB struct {
 	pool         *pgxpool.Pool
-	uidLo, uidHi int // the range of new apps' uids (SetAppUIDs)
+	uidLo, uidHi int      // the range of new apps' uids (SetAppUIDs)
+	mon          *monitor // the database's health (health.go)
 }
 
 var _ pier.Store = (*DB)(nil)
@@ -58,7 +59,9 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}, nil
+	db := &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}
+	db.startMonitor()
+	return db, nil
 }
 
 // Migrate applies any pending migrations to the database at dsn.
@@ -91,8 +94,12 @@ func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
 	return nil
 }
 
-// Close closes every connection.
-func (db *DB) Close() { db.pool.Close() }
+// Close stops the health monitor and closes every connection.
+func (db *DB) Close() {
+	db.mon.stop()
+	<-db.mon.done
+	db.pool.Close()
+}
 
 // Pool is the underlying pool, for benchmarks and tests.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
