@@ -34,13 +34,14 @@ const (
 // child: it waits on a pidfd instead. When the postmaster dies (the OOM
 // killer, a kill -9), Supervise starts it again, retrying with backoff,
 // and Postgres runs crash recovery from its WAL; pgxpool then reconnects by
-// itself. Stop the Supervisor before Stopping the cluster, or it starts
-// the cluster again.
-func (c *Cluster) Supervise(log *slog.Logger) *Supervisor {
+// itself. It stops when ctx ends (pierd is stopping: nothing is started
+// again from then on) or at Stop. Stop the Supervisor before Stopping the
+// cluster, or it starts the cluster again.
+func (c *Cluster) Supervise(ctx context.Context, log *slog.Logger) *Supervisor {
 	if log == nil {
 		log = slog.Default()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	s := &Supervisor{c: c, log: log, cancel: cancel, done: make(chan struct{})}
 	go s.run(ctx)
 	return s

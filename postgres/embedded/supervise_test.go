@@ -42,7 +42,7 @@ func TestSupervise(t *testing.T) {
 	}
 	exec("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before the kill')")
 
-	sup := c.Supervise(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	sup := c.Supervise(ctx, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	t.Cleanup(sup.Stop) // before Destroy, on a failure too
 	for round := 1; round <= 2; round++ {
 		pid, ok := c.runningPID()
