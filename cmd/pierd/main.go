@@ -274,9 +274,6 @@ func database(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 		return "", nil, fmt.Errorf("embedded Postgres: %w", err)
 	}
 	var sup *embedded.Supervisor
-	if log != nil {
-		sup = c.Supervise(ctx, log)
-	}
 	stop = func() {
 		if sup != nil {
 			sup.Stop() // first: it would start the stopped cluster again
@@ -293,7 +290,12 @@ func database(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 		stop()
 		return "", nil, err
 	}
-	return c.DSN("pier"), stop, nil
+	dsn = c.DSN("pier")
+	if log != nil {
+		// From here on only the supervisor touches c, until stop.
+		sup = c.Supervise(ctx, log)
+	}
+	return dsn, stop, nil
 }
 
 func migrate(ctx context.Context, o options, out io.Writer) error {

@@ -42,10 +42,12 @@ func TestSupervise(t *testing.T) {
 	}
 	exec("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before the kill')")
 
+	// The supervisor owns c from here on: the test connects with a copy.
+	probe := *c
 	sup := c.Supervise(ctx, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	t.Cleanup(sup.Stop) // before Destroy, on a failure too
 	for round := 1; round <= 2; round++ {
-		pid, ok := c.runningPID()
+		pid, ok := probe.runningPID()
 		if !ok {
 			t.Fatal("no postmaster")
 		}
@@ -55,7 +57,7 @@ func TestSupervise(t *testing.T) {
 		}
 		var back time.Duration
 		for {
-			if now, ok := c.runningPID(); ok && now != pid && c.ready(ctx) {
+			if now, ok := probe.runningPID(); ok && now != pid && probe.ready(ctx) {
 				back = time.Since(killed)
 				break
 			}
@@ -66,7 +68,7 @@ func TestSupervise(t *testing.T) {
 		}
 		t.Logf("round %d: postmaster %d killed; a new one was ready %s later", round, pid, back.Round(time.Millisecond))
 	}
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	conn, err := pgx.Connect(ctx, probe.DSN("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
