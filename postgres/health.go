@@ -103,7 +103,8 @@ func (db *DB) DownSince() time.Time {
 
 // Outage reports whether err, from one of the store's methods, comes from
 // the database not answering rather than from a bug or bad input. A
-// domain error (*pier.Error) never is one.
+// domain error (*pier.Error) never is one. A lost connection counts as
+// the start of an outage, until the monitor's next ping answers.
 func (db *DB) Outage(err error) bool {
 	if err == nil {
 		return false
@@ -113,8 +114,11 @@ func (db *DB) Outage(err error) bool {
 		return false
 	}
 	if isConnectionLoss(err) {
-		// Ping now rather than within the second, so that DownSince
-		// and the end of the outage are known soon.
+		// The outage began, whether or not the monitor's ping has seen
+		// it: its end then runs the OnReconnect hooks, which converge
+		// again what failed half-way. Ping now rather than within the
+		// second, so that the end is known soon.
+		db.mon.downSince.CompareAndSwap(0, time.Now().UnixNano())
 		select {
 		case db.mon.wake <- struct{}{}:
 		default:

@@ -109,8 +109,10 @@ func TestPostmasterKilled(t *testing.T) {
 		t.Logf("%s: %v", name, l.codes)
 	}
 	t.Logf("Postgres was ready again %s after the kill", pgBack.Round(time.Millisecond))
-	if !strings.Contains(s.d.out.String(), "embedded postgres: started again") {
-		t.Errorf("pierd did not say it started Postgres again:\n%s", s.d.out)
+	for _, line := range []string{"embedded postgres: started again", "the database answers again; converging every app"} {
+		if !strings.Contains(s.d.out.String(), line) {
+			t.Errorf("pierd did not log %q:\n%s", line, s.d.out)
+		}
 	}
 
 	// After the outage the platform works as before: a change converges.
