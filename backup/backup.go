@@ -71,7 +71,8 @@ type Manifest struct {
 	SchemaVersion int64     `json:"schema_version"`
 	Created       time.Time `json:"created"`
 	Tables        []Table   `json:"tables"`
-	Files         []string  `json:"files"` // data dir entries: files and repos/<app>.git
+	Files         []string  `json:"files"`    // data dir entries: files and repos/<app>.git
+	DataDir       string    `json:"data_dir"` // its absolute path: host builds' paths derive from it
 }
 
 // Database is the snapshot the rows come from (a postgres.Snapshot).
@@ -134,6 +135,7 @@ func Write(ctx context.Context, w io.Writer, passphrase string, src Source, prog
 	gz := gzip.NewWriter(sealed)
 	tw := tar.NewWriter(gz)
 	m := Manifest{Format: Format, SchemaVersion: src.SchemaVersion, Created: time.Now().UTC(), Tables: src.Tables}
+	m.DataDir, _ = filepath.Abs(src.DataDir)
 	m.Files = append(append(m.Files, files...), repos...)
 	mb, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -163,7 +165,11 @@ func Write(ctx context.Context, w io.Writer, passphrase string, src Source, prog
 		}
 		sum.Repos++
 	}
-	fmt.Fprintf(progress, "Data dir: %s, %d git repositories\n", strings.Join(files, ", "), sum.Repos)
+	held := strings.Join(files, ", ")
+	if held == "" {
+		held = "no key or token"
+	}
+	fmt.Fprintf(progress, "Data dir: %s; %d git repositories\n", held, sum.Repos)
 	if err := tw.Close(); err != nil {
 		return sum, err
 	}
