@@ -61,6 +61,8 @@ host builds live at paths derived from it.
 Usage:
   pierd restore --from FILE [--data-dir DIR | --database-url URL] [--passphrase-file FILE]
 
+FILE - reads the backup from standard input (into a container, say).
+
 Flags:
 `
 
@@ -90,7 +92,7 @@ func backupMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // restoreMain is `pierd restore`.
 func restoreMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o oneOffOptions
-	fs := oneOffFlags("pierd restore", restoreUsage, "from", "the backup file to restore (required)", &o, stderr)
+	fs := oneOffFlags("pierd restore", restoreUsage, "from", "the backup file to restore, - for standard input (required)", &o, stderr)
 	return componentMain("pierd restore", fs, args, stderr, noHint, func() error { return runRestore(ctx, o, stdout) })
 }
 
@@ -214,6 +216,9 @@ func runRestore(ctx context.Context, o oneOffOptions, out io.Writer) error {
 	if o.file == "" {
 		return usageErr{errors.New("--from FILE is required: the backup to restore")}
 	}
+	if o.file == "-" && o.passphraseFile == "-" {
+		return usageErr{errors.New("--from - reads the backup from standard input: take the passphrase from PIER_BACKUP_PASSPHRASE or a --passphrase-file then")}
+	}
 	pass, err := readPassphrase(o.passphraseFile)
 	if err != nil {
 		return err
@@ -222,12 +227,16 @@ func runRestore(ctx context.Context, o oneOffOptions, out io.Writer) error {
 	if err := backup.CheckDataDir(o.dataDir); err != nil {
 		return err
 	}
-	f, err := os.Open(o.file)
-	if err != nil {
-		return err
+	in := os.Stdin // --from -: a backup piped in, as into a container
+	if o.file != "-" {
+		f, err := os.Open(o.file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
 	}
-	defer f.Close()
-	st, err := backup.Stage(f, pass, o.dataDir)
+	st, err := backup.Stage(in, pass, o.dataDir)
 	if err != nil {
 		return err
 	}
