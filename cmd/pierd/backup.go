@@ -278,6 +278,7 @@ type scheduleOptions struct {
 	keep           int
 	passphraseFile string
 	bad            string // a PIER_BACKUP_SCHEDULE or PIER_BACKUP_KEEP that does not parse
+	pass           string // read by check
 }
 
 func (s *scheduleOptions) flags(fs *flag.FlagSet) {
@@ -295,7 +296,10 @@ func (s *scheduleOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.passphraseFile, "backup-passphrase-file", env("PIER_BACKUP_PASSPHRASE_FILE", ""), "file holding the passphrase scheduled backups are sealed with; default: PIER_BACKUP_PASSPHRASE (env PIER_BACKUP_PASSPHRASE_FILE)")
 }
 
-func (s scheduleOptions) check() error {
+// check checks the flags and, when backups are scheduled, reads the
+// passphrase: a pierd that cannot seal its backups refuses to start, before
+// it starts anything, rather than run believing it is backed up.
+func (s *scheduleOptions) check() error {
 	switch {
 	case s.bad != "":
 		return errors.New(s.bad)
@@ -305,27 +309,29 @@ func (s scheduleOptions) check() error {
 		return fmt.Errorf("--backup-schedule %s is too often: give at least 1s, such as 24h", s.every)
 	case s.keep < 1:
 		return fmt.Errorf("--backup-keep %d: keep at least 1 backup", s.keep)
+	case s.every == 0:
+		return nil
+	case s.passphraseFile == "-":
+		return errors.New("--backup-passphrase-file: give a file; standard input is for pierd backup")
 	}
+	pass, err := readPassphrase(s.passphraseFile)
+	if err != nil {
+		return fmt.Errorf("--backup-schedule: %w", err)
+	}
+	if err := backup.CheckPassphrase(pass); err != nil {
+		return fmt.Errorf("--backup-schedule: %w", err)
+	}
+	s.pass = pass
 	return nil
 }
 
 // start takes a backup every s.every until ctx ends, and keeps the newest
-// s.keep. It refuses to start without a passphrase, so that a platform
-// never runs believing it is backed up when it is not.
+// s.keep (check has read the passphrase).
 func (s scheduleOptions) start(ctx context.Context, dsn, dataDir string, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	if s.every == 0 {
 		return func() {}, nil
 	}
-	if s.passphraseFile == "-" {
-		return nil, errors.New("--backup-passphrase-file: give a file; standard input is for pierd backup")
-	}
-	pass, err := readPassphrase(s.passphraseFile)
-	if err != nil {
-		return nil, fmt.Errorf("--backup-schedule: %w", err)
-	}
-	if err := backup.CheckPassphrase(pass); err != nil {
-		return nil, fmt.Errorf("--backup-schedule: %w", err)
-	}
+	pass := s.pass
 	dir := s.dir
 	if dir == "" {
 		dir = filepath.Join(dataDir, "backups")
