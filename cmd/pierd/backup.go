@@ -172,6 +172,9 @@ func runBackup(ctx context.Context, o oneOffOptions, out io.Writer) error {
 	if err := backup.CheckPassphrase(pass); err != nil {
 		return usageErr{err}
 	}
+	if err := os.MkdirAll(filepath.Dir(o.file), 0o700); err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
 	dsn, stop, err := oneOffDatabase(ctx, o, false, out)
 	if err != nil {
 		return err
