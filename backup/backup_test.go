@@ -284,8 +284,13 @@ func TestHostileArchive(t *testing.T) {
 			}
 		})
 	}
+	// A file that is also a directory is refused too.
+	sealed := forge(t, []*tar.Header{reg("data/repos/web-one.git/x"), {Name: "data/repos/web-one.git/x/", Mode: 0o755, Typeflag: tar.TypeDir}}, nil)
+	if _, err := Stage(bytes.NewReader(sealed), pass, t.TempDir()); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("a file that is a directory too: %v", err)
+	}
 	// The same entry twice is refused too.
-	sealed := forge(t, []*tar.Header{reg("data/admin-password"), reg("data/admin-password")}, nil)
+	sealed = forge(t, []*tar.Header{reg("data/admin-password"), reg("data/admin-password")}, nil)
 	if _, err := Stage(bytes.NewReader(sealed), pass, t.TempDir()); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate entry: %v", err)
 	}

@@ -213,7 +213,11 @@ func writeEntry(root *os.Root, name string, hdr *tar.Header, r io.Reader) error 
 	}
 	if hdr.Typeflag == tar.TypeDir {
 		err := root.Mkdir(name, 0o700)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrExist) {
+			if fi, lerr := root.Lstat(name); lerr != nil || !fi.IsDir() {
+				return fmt.Errorf("the backup holds %q as a file and as a directory: refusing it (a forged or damaged backup)", clip(name))
+			}
+		} else if err != nil {
 			return err
 		}
 		return root.Chmod(name, fs.FileMode(hdr.Mode)&0o755|0o700)
