@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/internal/testenv"
 	"github.com/pierpaas/pier/postgres/embedded"
 )
 
@@ -211,4 +212,62 @@ func TestBackupRestore(t *testing.T) {
 			t.Errorf("pierd's output holds a secret (%.8s...)", secret)
 		}
 	}
+}
+
+// TestBackupExternalDatabase: with --database-url (compose, the chart)
+// pierd backup only connects, and pierd restore takes a database that a
+// pierd started on once (migrated, a bootstrap token, no user) but refuses
+// one in use, saying what to do.
+func TestBackupExternalDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts pierd and Postgres")
+	}
+	dsn := testenv.Database(t)
+	d := startPierd(t, []string{"PIER_DATA_DIR=" + t.TempDir(), "PIER_HTTP_ADDR=127.0.0.1:0"}, "controller", "--database-url", dsn)
+	boot := regexp.MustCompile(`pierboot_[A-Za-z0-9_-]+`).FindString(d.out.String())
+	c := newCLI(t)
+	c.must("an admin's password\n", "register", d.url, "--username", "admin", "--bootstrap-token", boot, "--password-stdin")
+	c.must("", "apps:create", "kept")
+	c.must("", "config:set", "COLOUR=teal", "-a", "kept")
+	file := filepath.Join(t.TempDir(), "nested", "pier.backup")
+	env := []string{"PIER_BACKUP_PASSPHRASE=" + backupPassphrase, "PIER_DATA_DIR=" + t.TempDir()}
+	out, err := pierdCmd(t, env, "", "backup", "--database-url", dsn, "--to", file)
+	if err != nil || strings.Contains(out, "embedded") {
+		t.Fatalf("pierd backup --database-url: %v\n%s", err, out)
+	}
+	d.stop(t)
+
+	// Refused: the database holds a user and an app.
+	out, err = pierdCmd(t, env, "", "restore", "--database-url", dsn, "--from", file)
+	if err == nil || !strings.Contains(out, "1 users and 1 apps") || !strings.Contains(out, "new database") {
+		t.Fatalf("restore into a database in use: %v\n%s", err, out)
+	}
+
+	// A database a pierd started on once, and a data dir with its token.
+	dsn2 := testenv.Database(t)
+	data2 := t.TempDir()
+	d2 := startPierd(t, []string{"PIER_DATA_DIR=" + data2, "PIER_HTTP_ADDR=127.0.0.1:0"}, "controller", "--database-url", dsn2)
+	d2.stop(t)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(filepath.Join(binDir, "pierd"), "restore", "--database-url", dsn2, "--data-dir", data2, "--from", "-")
+	cmd.Env = append(os.Environ(), "PIER_BACKUP_PASSPHRASE="+backupPassphrase)
+	cmd.Stdin = f
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pierd restore --from -: %v\n%s", err, b)
+	}
+	d3 := startPierd(t, []string{"PIER_DATA_DIR=" + data2, "PIER_HTTP_ADDR=127.0.0.1:0"}, "controller", "--database-url", dsn2)
+	c.must("an admin's password\n", "login", d3.url, "--username", "admin", "--password-stdin")
+	var cfg pier.Config
+	jsonOut(t, c.must("", "config", "-a", "kept", "--json"), &cfg)
+	if cfg["COLOUR"] != "teal" {
+		t.Fatalf("config after the restore: %v", cfg)
+	}
+	if strings.Contains(d3.out.String(), "pierboot_") {
+		t.Errorf("a restored platform with users made a new bootstrap token:\n%s", d3.out)
+	}
+	d3.stop(t)
 }
