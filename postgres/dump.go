@@ -450,6 +450,7 @@ func joinComma(ss []string) string {
 
 // provider is goose over the embedded migrations, holding an advisory lock
 // while it runs so that a second process starting at the same time waits.
+// Polling every second for up to 5 minutes keeps a normal start fast.
 func provider(cfg *pgx.ConnConfig) (*goose.Provider, func(), error) {
 	sqldb := stdlib.OpenDB(*cfg.Copy())
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
