@@ -142,7 +142,9 @@ func oneOffDatabase(ctx context.Context, o oneOffOptions, create bool, out io.Wr
 		return "", nil, err
 	}
 	stop = func() {}
-	if c.Adopted {
+	if c.Adopted && create {
+		fmt.Fprintf(out, "The embedded Postgres of %s is running: if a pierd serves on this data dir, restart it once the restore is done\n", o.dataDir)
+	} else if c.Adopted {
 		fmt.Fprintf(out, "Using the embedded Postgres that pierd runs (left running)\n")
 	} else {
 		fmt.Fprintf(out, "Started the embedded Postgres in %s (stopped when done)\n", c.Root)
