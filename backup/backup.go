@@ -289,6 +289,9 @@ func writeFile(tw *tar.Writer, dataDir, rel string) error {
 func writeRepo(tw *tar.Writer, dataDir, rel string) error {
 	root := filepath.Join(dataDir, rel)
 	top, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the app was destroyed since: the snapshot has it, without a repository
+	}
 	if err != nil {
 		return err
 	}
