@@ -15,12 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/pierpaas/pier"
-	"github.com/pierpaas/pier/migrations"
 )
 
 // DB is a pier.Store on a pool of connections to one database.
@@ -71,20 +67,13 @@ func Migrate(ctx context.Context, dsn string) error {
 }
 
 func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
-	sqldb := stdlib.OpenDB(*cfg.Copy())
-	defer sqldb.Close()
 	// An advisory lock held for the whole run makes a second process that
-	// starts at the same time wait, then find nothing left to do. Polling
-	// every second for up to 5 minutes keeps a normal start fast.
-	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+	// starts at the same time wait, then find nothing left to do (provider).
+	p, done, err := provider(cfg)
 	if err != nil {
-		return fmt.Errorf("postgres: migration lock: %w", err)
+		return err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, sqldb, migrations.FS,
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("postgres: loading migrations: %w", err)
-	}
+	defer done()
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("postgres: applying migrations: %w", err)
 	}

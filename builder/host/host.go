@@ -296,6 +296,39 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	var suffix [3]byte
 	rand.Read(suffix[:])
 	id := time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(suffix[:])
+	return s.build(ctx, req, id, log)
+}
+
+// buildIDRE is what Build names a build's directory.
+var buildIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
+
+// Rebuild builds req again into dir, the build directory an earlier Build
+// returned as its Image (recorded in Postgres), which must be gone: after
+// a restore on a new machine, Postgres names build outputs that no longer
+// exist, and the releases that point at them run again once rebuilt. dir
+// must be one of this store's build directories of req.App.
+func (s *Strategy) Rebuild(ctx context.Context, req pier.BuildRequest, dir string) (*pier.BuildResult, error) {
+	if err := pier.ValidateAppName(req.App); err != nil {
+		return nil, err
+	}
+	id := filepath.Base(dir)
+	if filepath.Clean(dir) != filepath.Join(s.cfg.WorkDir, req.App, id) || !buildIDRE.MatchString(id) {
+		return nil, fmt.Errorf("host builds: %s is not a build directory of %s in this build store (%s): was the platform restored to another --data-dir path?", dir, req.App, s.cfg.WorkDir)
+	}
+	log := req.Log
+	if log == nil {
+		log = io.Discard
+	}
+	defer s.lock(req.App)()
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("host builds: %s exists already: nothing to rebuild", dir)
+	}
+	return s.build(ctx, req, id, log)
+}
+
+// build builds req into <WorkDir>/<app>/<id>; the caller holds the app's
+// lock.
+func (s *Strategy) build(ctx context.Context, req pier.BuildRequest, id string, log io.Writer) (*pier.BuildResult, error) {
 	appRoot := filepath.Join(s.cfg.WorkDir, req.App)
 	out := filepath.Join(appRoot, id)
 	cache := filepath.Join(appRoot, ".cache")

@@ -346,8 +346,12 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		return nil, err
 	}
 
-	// Bring every app back to what Postgres says it runs.
+	// Bring every app back to what Postgres says it runs, once the host
+	// builds a restore left missing are rebuilt (rebuild.go).
 	go func() {
+		if n := p.rebuildMissing(ctx, db, o.dataDir, log); n > 0 {
+			fmt.Fprintf(out, "Rebuilt %d missing builds from their repositories\n", n)
+		}
 		if err := p.rec.ConvergeAll(ctx); err != nil {
 			log.Error("converge at start", "err", err)
 		}

@@ -85,6 +85,11 @@ type Cluster struct {
 
 	// BinDir holds initdb, pg_ctl and postgres. Empty means FindBinaries.
 	BinDir string
+
+	// Adopted is set by Start when it found the postmaster already running
+	// (a pierd serving on this data dir): a one-off command such as `pierd
+	// backup` then leaves it running.
+	Adopted bool
 }
 
 // New returns a cluster laid out under baseDir (see the package comment for
@@ -248,6 +253,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		}
 	}
 	if pid, ok := c.runningPID(); ok {
+		c.Adopted = true
 		return c.adopt(ctx, pid)
 	}
 	if err := c.writeConf(as); err != nil {
