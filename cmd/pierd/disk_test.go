@@ -1,16 +1,23 @@
 package main_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pierpaas/pier"
+	"github.com/pierpaas/pier/postgres/embedded"
 )
 
 // fullDiskSize is the filesystem TestFullDisk gives pierd: room for the
@@ -28,7 +35,7 @@ const fullDiskSize = "768m"
 // namespace of pierd's own (and of its Postgres, builds and apps, which
 // inherit it): nothing outside that namespace sees it, so the real
 // /var/lib/pier of other tests running at the same time is untouched.
-// The test reaches into it through /proc/<pierd>/root.
+// The test reaches into it through /proc/<holder>/root.
 func TestFullDisk(t *testing.T) {
 	skipShort(t)
 	if os.Geteuid() != 0 {
@@ -47,6 +54,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	deployed := r.head()
 	builds := d.buildDirs(t, "brimful")
+	d.prepareChurn(t)
 	t.Logf("after the first push: %s used of %s; build dirs %v", mib(d.used(t)), fullDiskSize, builds)
 
 	// 1. Room for the push itself but not for the build: the build fails
@@ -104,19 +112,43 @@ func TestFullDisk(t *testing.T) {
 	if got := s.body("brimful", "/"); !strings.HasSuffix(got, "from one") {
 		t.Fatalf("on the full disk the app serves %q", got)
 	}
-	// What the database made of it: a full WAL makes Postgres PANIC.
-	logs, _ := filepath.Glob(filepath.Join(d.root, "pg-*", "postgres.log"))
-	for _, l := range logs {
-		b, _ := os.ReadFile(l)
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "PANIC") || strings.Contains(line, "No space left") {
-				t.Logf("postgres.log: %s", line)
-			}
-		}
+
+	// 4. The database itself keeps writing on the full disk (the test's
+	// churn in the maintenance database stands for what piles up while a
+	// disk stays full): once its WAL must grow, Postgres PANICs, and its
+	// crash recovery fails for want of space, so it stops.
+	err = d.churnUntilFull(t)
+	t.Logf("the churn on the full disk ended with: %v", err)
+	eventually(t, time.Minute, "Postgres stops", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(d.pg, "data", "postmaster.pid"))
+		return errors.Is(err, fs.ErrNotExist), fmt.Sprint(err)
+	})
+	for _, l := range d.postgresLog(t) {
+		t.Logf("postgres.log: %s", l)
+	}
+	out, err = s.c.run("", "config:set", "GREETING=nodb", "-a", "brimful")
+	t.Logf("config:set with the database stopped: %v: %s", err, strings.TrimSpace(out))
+	if err == nil {
+		t.Fatal("config:set succeeded with the database stopped")
+	}
+	if got := s.body("brimful", "/"); got != "hello  from one" {
+		t.Fatalf("with the database stopped, the app serves %q", got)
 	}
 
-	// 4. Space freed: the next push and config change go through.
+	// 5. Space freed. The database does not come back by itself here
+	// (nothing restarts it): pierd is restarted, as the README says, and
+	// its Postgres recovers, having lost no committed change.
 	d.free0(t)
+	s.d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.d.done:
+	case <-time.After(time.Minute):
+		t.Fatal("pierd did not stop after SIGTERM")
+	}
+	s.start()
+	if after := s.releases(t, "brimful"); len(after) != len(rels) || after[0].Version != cur || after[0].Note != rels[0].Note {
+		t.Fatalf("after recovery, releases %+v, before the crash %+v", after, rels)
+	}
 	out = r.mustPush()
 	if !strings.Contains(out, fmt.Sprintf("Released v%d", cur+1)) {
 		t.Fatalf("push after freeing space, want v%d:\n%s", cur+1, out)
@@ -124,6 +156,9 @@ func TestFullDisk(t *testing.T) {
 	s.c.must("", "config:set", "GREETING=again", "-a", "brimful")
 	if got := s.body("brimful", "/"); got != "hello again from two" {
 		t.Fatalf("after freeing space the app serves %q", got)
+	}
+	if now := d.buildDirs(t, "brimful"); len(now) != len(builds)+1 {
+		t.Errorf("build store after the next push: %v (before the full disk: %v)", now, builds)
 	}
 	s.d.stop(t)
 }
@@ -153,13 +188,15 @@ func (s *stack) releases(t *testing.T, app string) []pier.Release {
 
 // smallDisk is the filesystem pierd's mount namespace has at /var/lib/pier.
 type smallDisk struct {
-	root   string // /proc/<pierd>/root/var/lib/pier: the tmpfs, as the test reaches it
+	root   string // /proc/<holder>/root/var/lib/pier: the tmpfs, as the test reaches it
 	filler string
+	pg     string // the embedded Postgres cluster's directory in it
 }
 
 // startFullDiskStack starts pierd all with a tmpfs of fullDiskSize over
 // /var/lib/pier in a mount namespace of its own, its data dir and TMPDIR
-// in it, and signs a user in.
+// in it, and signs a user in. The namespace is held by a process of its
+// own, so that pierd can be restarted in it.
 func startFullDiskStack(t *testing.T) (*stack, *smallDisk) {
 	t.Helper()
 	const mnt = "/var/lib/pier"
@@ -167,38 +204,48 @@ func startFullDiskStack(t *testing.T) (*stack, *smallDisk) {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Cleanups run last first: this one runs after pierd has stopped, and
-	// ends what is left in the namespace (a Postgres pierd could not stop),
-	// by pid, which frees the tmpfs.
-	var ns string
-	t.Cleanup(func() {
-		if ns != "" {
-			killNamespace(t, ns)
-		}
-	})
-	s := &stack{t: t, data: mnt + "/data", prefix: []string{
-		"unshare", "--mount", "--propagation", "private", "--",
-		"sh", "-c", `mount -t tmpfs -o size=` + fullDiskSize + `,mode=0755 pier-full-disk ` + mnt +
-			` && mkdir -m 1777 ` + mnt + `/tmp && exec "$@"`, "sh",
-	}}
-	s.env = []string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0", "TMPDIR=" + mnt + "/tmp"}
-	s.start()
-	pid := s.d.cmd.Process.Pid
-	link, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-	if err != nil {
+	holder := exec.Command("unshare", "--mount", "--propagation", "private", "--",
+		"sh", "-c", `mount -t tmpfs -o size=`+fullDiskSize+`,mode=0755 pier-full-disk `+mnt+
+			` && mkdir -m 1777 `+mnt+`/tmp && exec sleep infinity`)
+	holder.Stdout, holder.Stderr = os.Stderr, os.Stderr
+	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ns = link
-	if own, _ := os.Readlink("/proc/self/ns/mnt"); own == ns {
-		t.Fatal("pierd runs in the test's own mount namespace")
-	}
+	pid := holder.Process.Pid
+	ns := fmt.Sprintf("/proc/%d/ns/mnt", pid)
 	d := &smallDisk{root: fmt.Sprintf("/proc/%d/root%s", pid, mnt)}
 	d.filler = filepath.Join(d.root, "filler")
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(d.root, &st); err != nil || st.Type != 0x01021994 { // TMPFS_MAGIC
-		t.Fatalf("%s is not pierd's tmpfs: type %#x, %v", d.root, st.Type, err)
+	// Cleanups run last first: this one runs after pierd has stopped, and
+	// ends what is left in the namespace (a Postgres pierd could not stop,
+	// the holder), by pid, which frees the tmpfs.
+	var nsLink string
+	t.Cleanup(func() {
+		holder.Process.Kill()
+		holder.Wait()
+		if nsLink != "" {
+			killNamespace(t, nsLink)
+		}
+	})
+	eventually(t, 10*time.Second, "the tmpfs is mounted", func() (bool, string) {
+		var st syscall.Statfs_t
+		err := syscall.Statfs(filepath.Join(d.root, "tmp"), &st)
+		return err == nil && st.Type == 0x01021994, fmt.Sprint(err) // TMPFS_MAGIC
+	})
+	var err error
+	if nsLink, err = os.Readlink(ns); err != nil {
+		t.Fatal(err)
+	}
+	if own, _ := os.Readlink("/proc/self/ns/mnt"); own == nsLink {
+		t.Fatal("the holder is in the test's own mount namespace")
+	}
+	s := &stack{t: t, data: mnt + "/data", prefix: []string{"nsenter", "--mount=" + ns, "--"}}
+	s.env = []string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0", "TMPDIR=" + mnt + "/tmp"}
+	s.start()
+	if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", s.d.cmd.Process.Pid)); link != nsLink {
+		t.Fatalf("pierd runs in mount namespace %s, not the tmpfs's %s", link, nsLink)
 	}
 	s.signIn(filepath.Join(d.root, "data", "bootstrap-token"))
+	d.pg = filepath.Join(d.root, filepath.Base(embedded.RelocatedDir("pg", s.data)))
 	return s, d
 }
 
@@ -310,3 +357,74 @@ func (d *smallDisk) checkNothingHalfWritten(t *testing.T, app string, before []s
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// connect opens a superuser connection to the embedded Postgres in the
+// namespace, through its socket as /proc/<holder>/root reaches it.
+func (d *smallDisk) connect(t *testing.T, ctx context.Context) *pgx.Conn {
+	t.Helper()
+	pw, err := os.ReadFile(filepath.Join(d.root, "data", "postgres-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig("dbname=postgres sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host, cfg.Port, cfg.User, cfg.Password = filepath.Join(d.pg, "run"), embedded.DefaultPort, embedded.DefaultUser, strings.TrimSpace(string(pw))
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// prepareChurn makes, in the cluster's maintenance database (not Pier's),
+// a table that can be updated in place for ever: HOT updates of rows of
+// one size, in pages half empty. Such updates need no new page, only WAL.
+func (d *smallDisk) prepareChurn(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn := d.connect(t, ctx)
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`CREATE TABLE churn (id int PRIMARY KEY, v text) WITH (fillfactor = 50)`,
+		`INSERT INTO churn SELECT g, md5(g::text) FROM generate_series(1, 1000) g`,
+		`CREATE PROCEDURE churn() LANGUAGE plpgsql AS $$
+			BEGIN FOR i IN 1..10000000 LOOP
+				UPDATE churn SET v = md5(random()::text) WHERE id = 1 + i % 1000; COMMIT;
+			END LOOP; END $$`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// churnUntilFull writes WAL, committing all along, until the server
+// fails; it returns how.
+func (d *smallDisk) churnUntilFull(t *testing.T) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	conn := d.connect(t, ctx)
+	defer conn.Close(context.Background())
+	_, err := conn.Exec(ctx, `CALL churn()`)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("10M commits on a full disk: %v", err)
+	}
+	return err
+}
+
+// postgresLog is what the cluster's log says of a full disk.
+func (d *smallDisk) postgresLog(t *testing.T) []string {
+	b, _ := os.ReadFile(filepath.Join(d.pg, "postgres.log"))
+	var lines []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "PANIC") || strings.Contains(line, "No space left") || strings.Contains(line, "FATAL") ||
+			strings.Contains(line, "shut down") || strings.Contains(line, "redo done") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
