@@ -112,8 +112,11 @@ type querier interface {
 func (db *DB) SetDataDir(dir string) { db.dataDir = dir }
 
 // inTx runs fn in a transaction, committed if fn returns nil. A full disk
-// (in fn, or at COMMIT, when the WAL is written) rolls the whole
-// transaction back, so it is reported as pier.NoSpace: nothing was changed.
+// in fn (wrap has made it pier.NoSpace) or at COMMIT rolls the whole
+// transaction back, so it is reported as pier.NoSpace naming the data
+// dir: nothing was changed. (A WAL that cannot grow makes the server
+// PANIC instead; its commit record never reached the disk, so recovery
+// does not replay the transaction either.)
 func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, fn)
 	if isDiskFull(err) || pier.IsNoSpace(err) {
