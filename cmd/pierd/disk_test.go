@@ -25,17 +25,17 @@ import (
 const fullDiskSize = "768m"
 
 // TestFullDisk is issue 15's point 5: pierd with everything it writes on
-// one small filesystem (its data dir, and, as root, the Postgres cluster
-// and the runtime dir that live under /var/lib/pier), which then fills
-// up. A push and a config change fail saying "no space left on device"
-// and what to do, leave nothing half-written, and the app keeps serving
-// its release; once space is freed, both work again.
+// one small filesystem (its data dir, TMPDIR, and, as root, the Postgres
+// cluster and the runtime dir that live under /var/lib/pier), which then
+// fills up. A push and a config change fail saying "no space left on
+// device" and what to do, leave nothing half-written, and the app keeps
+// serving its release; once space is freed, both work again.
 //
-// The filesystem is a tmpfs mounted over /var/lib/pier in a mount
-// namespace of pierd's own (and of its Postgres, builds and apps, which
-// inherit it): nothing outside that namespace sees it, so the real
-// /var/lib/pier of other tests running at the same time is untouched.
-// The test reaches into it through /proc/<holder>/root.
+// The filesystem is a tmpfs mounted in a mount namespace of pierd's own
+// (and of its Postgres, builds and apps, which inherit it): nothing
+// outside that namespace sees it, so other tests running at the same time
+// are untouched (see startFullDiskStack). The test reaches into it through
+// /proc/<holder>/root.
 func TestFullDisk(t *testing.T) {
 	skipShort(t)
 	if os.Geteuid() != 0 {
@@ -186,38 +186,56 @@ func (s *stack) releases(t *testing.T, app string) []pier.Release {
 	return rels
 }
 
-// smallDisk is the filesystem pierd's mount namespace has at /var/lib/pier.
+// smallDisk is the one filesystem that holds what pierd writes.
 type smallDisk struct {
-	root   string // /proc/<holder>/root/var/lib/pier: the tmpfs, as the test reaches it
+	root   string // the tmpfs, as the test reaches it: /proc/<holder>/root/<its mount point>
 	filler string
-	pg     string // the embedded Postgres cluster's directory in it
+	pg, rt string // the embedded Postgres cluster's dir and pierd's runtime dir, on it
 }
 
-// startFullDiskStack starts pierd all with a tmpfs of fullDiskSize over
-// /var/lib/pier in a mount namespace of its own, its data dir and TMPDIR
-// in it, and signs a user in. The namespace is held by a process of its
-// own, so that pierd can be restarted in it.
+// startFullDiskStack starts pierd all with everything it writes on one
+// tmpfs of fullDiskSize, mounted in a mount namespace of its own, and
+// signs a user in. The namespace is held by a process of its own, so that
+// pierd can be restarted in it.
+//
+// The tmpfs is mounted on a temp dir of the test and holds pierd's data
+// dir and TMPDIR; two of its dirs are bound over the dirs that, as root,
+// pierd keeps its Postgres cluster and runtime dir in,
+// /var/lib/pier/{pg,rt}-<hash of the data dir>. The rest of /var/lib/pier
+// stays as it is, in the namespace as outside it: pierd's start removes
+// the firewall chains of runtime dirs it finds gone (scheduler/local/
+// firewall), and the other tests' pierds running at the same time must
+// see each other's, and this one's, as there.
 func startFullDiskStack(t *testing.T) (*stack, *smallDisk) {
 	t.Helper()
-	const mnt = "/var/lib/pier"
-	// The mount point must exist; creating it changes nothing there.
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		t.Fatal(err)
+	mnt := t.TempDir()
+	data := filepath.Join(mnt, "data")
+	pg, rt := embedded.RelocatedDir("pg", data), embedded.RelocatedDir("rt", data)
+	// The mount points, as everyone outside the namespace sees them; the
+	// runtime's scheduler dir names this pierd's firewall chain.
+	for _, d := range []string{pg, filepath.Join(rt, "scheduler")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	holder := exec.Command("unshare", "--mount", "--propagation", "private", "--",
-		"sh", "-c", `mount -t tmpfs -o size=`+fullDiskSize+`,mode=0755 pier-full-disk `+mnt+
-			` && mkdir -m 1777 `+mnt+`/tmp && exec sleep infinity`)
+		"sh", "-c", `mount -t tmpfs -o size=`+fullDiskSize+`,mode=0755 pier-full-disk "$1" &&
+			mkdir -m 0700 "$1/pg" && mkdir -m 0711 "$1/rt" && mkdir -m 1777 "$1/tmp" &&
+			mount --bind "$1/pg" "$2" && mount --bind "$1/rt" "$3" && exec sleep infinity`,
+		"sh", mnt, pg, rt)
 	holder.Stdout, holder.Stderr = os.Stderr, os.Stderr
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pid := holder.Process.Pid
 	ns := fmt.Sprintf("/proc/%d/ns/mnt", pid)
-	d := &smallDisk{root: fmt.Sprintf("/proc/%d/root%s", pid, mnt)}
+	inNS := func(p string) string { return fmt.Sprintf("/proc/%d/root%s", pid, p) }
+	d := &smallDisk{root: inNS(mnt), pg: inNS(pg), rt: inNS(rt)}
 	d.filler = filepath.Join(d.root, "filler")
 	// Cleanups run last first: this one runs after pierd has stopped, and
 	// ends what is left in the namespace (a Postgres pierd could not stop,
-	// the holder), by pid, which frees the tmpfs.
+	// the holder), by pid, which frees the tmpfs; then it removes the
+	// mount points.
 	var nsLink string
 	t.Cleanup(func() {
 		holder.Process.Kill()
@@ -225,11 +243,18 @@ func startFullDiskStack(t *testing.T) (*stack, *smallDisk) {
 		if nsLink != "" {
 			killNamespace(t, nsLink)
 		}
+		for _, d := range []string{filepath.Join(rt, "scheduler"), rt, pg} {
+			if err := os.Remove(d); err != nil {
+				t.Logf("removing the mount point %s: %v", d, err)
+			}
+		}
 	})
 	eventually(t, 10*time.Second, "the tmpfs is mounted", func() (bool, string) {
-		var st syscall.Statfs_t
-		err := syscall.Statfs(filepath.Join(d.root, "tmp"), &st)
-		return err == nil && st.Type == 0x01021994, fmt.Sprint(err) // TMPFS_MAGIC
+		var fs syscall.Statfs_t
+		var root, pgDir, rtDir syscall.Stat_t
+		err := errors.Join(syscall.Statfs(d.root, &fs), syscall.Stat(d.root, &root), syscall.Stat(d.pg, &pgDir), syscall.Stat(d.rt, &rtDir))
+		// TMPFS_MAGIC, and the cluster's and runtime dirs on that one filesystem.
+		return err == nil && fs.Type == 0x01021994 && pgDir.Dev == root.Dev && rtDir.Dev == root.Dev, fmt.Sprint(err)
 	})
 	var err error
 	if nsLink, err = os.Readlink(ns); err != nil {
@@ -238,14 +263,13 @@ func startFullDiskStack(t *testing.T) (*stack, *smallDisk) {
 	if own, _ := os.Readlink("/proc/self/ns/mnt"); own == nsLink {
 		t.Fatal("the holder is in the test's own mount namespace")
 	}
-	s := &stack{t: t, data: mnt + "/data", prefix: []string{"nsenter", "--mount=" + ns, "--"}}
-	s.env = []string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0", "TMPDIR=" + mnt + "/tmp"}
+	s := &stack{t: t, data: data, prefix: []string{"nsenter", "--mount=" + ns, "--"}}
+	s.env = []string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0", "TMPDIR=" + filepath.Join(mnt, "tmp")}
 	s.start()
 	if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", s.d.cmd.Process.Pid)); link != nsLink {
 		t.Fatalf("pierd runs in mount namespace %s, not the tmpfs's %s", link, nsLink)
 	}
 	s.signIn(filepath.Join(d.root, "data", "bootstrap-token"))
-	d.pg = filepath.Join(d.root, filepath.Base(embedded.RelocatedDir("pg", s.data)))
 	return s, d
 }
 
@@ -325,11 +349,7 @@ func (d *smallDisk) free0(t *testing.T) {
 // one dir per build, its .cache, and nothing else once builds are done.
 func (d *smallDisk) buildDirs(t *testing.T, app string) []string {
 	t.Helper()
-	rts, err := filepath.Glob(filepath.Join(d.root, "rt-*", "builds", app))
-	if err != nil || len(rts) != 1 {
-		t.Fatalf("the build store of %s: %v %v", app, rts, err)
-	}
-	ents, err := os.ReadDir(rts[0])
+	ents, err := os.ReadDir(filepath.Join(d.rt, "builds", app))
 	if err != nil {
 		t.Fatal(err)
 	}
