@@ -315,6 +315,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		return err
 	}
 	defer db.Close()
+	if o.databaseURL == "" {
+		db.SetDataDir(embedded.New(o.dataDir).Dir) // named by disk-full errors
+	}
 	if err := db.SetAppUIDs(o.appUIDs[0], o.appUIDs[1]); err != nil {
 		return fmt.Errorf("--app-uids: %w", err)
 	}
