@@ -2,8 +2,11 @@ package builder
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+
+	"github.com/pierpaas/pier"
 )
 
 // Deployer turns a pushed commit into a running release: build, Build row,
@@ -38,15 +41,24 @@ func (f DeployerFunc) Deploy(ctx context.Context, req DeployRequest) error { ret
 
 // Checkout writes the pushed commit's tree into a new temporary directory
 // (CheckoutTree) for a build, and returns it and what removes it.
+// A full disk is pier.NoSpace, naming the temporary directory, and leaves
+// nothing behind.
 func (r DeployRequest) Checkout(ctx context.Context) (dir string, remove func(), err error) {
 	dir, err = os.MkdirTemp("", "pier-src-")
 	if err != nil {
-		return "", nil, err
+		return "", nil, checkoutError(err)
 	}
 	remove = func() { os.RemoveAll(dir) }
 	if err := CheckoutTree(ctx, r.Repo, r.Commit, dir); err != nil {
 		remove()
-		return "", nil, err
+		return "", nil, checkoutError(err)
 	}
 	return dir, remove, nil
+}
+
+func checkoutError(err error) error {
+	if pier.IsNoSpace(err) {
+		return fmt.Errorf("checking out the pushed tree: %w (%w)", pier.NoSpace(os.TempDir()), err)
+	}
+	return err
 }

@@ -37,6 +37,11 @@ func statusOf(code string) int {
 		return http.StatusServiceUnavailable
 	case pier.EROLLOUT:
 		return http.StatusUnprocessableEntity
+	case pier.ENOSPACE:
+		// Not 500 (nothing is broken in Pier) nor 503 (which says "try
+		// again soon"): the request is fine, and the server cannot store
+		// it until the operator frees space.
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
@@ -68,8 +73,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		return
 	}
 	code := pier.ErrorCode(err)
-	if code == pier.EINTERNAL {
+	switch code {
+	case pier.EINTERNAL:
 		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	case pier.ENOSPACE:
+		// The operator's to fix: the log has what could not be written.
+		log.ErrorContext(r.Context(), "disk full", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	var body errorBody
 	body.Error.Code = code

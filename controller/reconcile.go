@@ -449,6 +449,13 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 		b.Strategy = res.Strategy
 	}
 	if err := r.store.CreateBuild(ctx, b); err != nil {
+		// Built, but on record nowhere (a full disk, say): nothing may
+		// keep the build's output.
+		if d, ok := strategy.(pier.BuildDiscarder); ok {
+			if derr := d.Discard(res); derr != nil {
+				r.log.ErrorContext(ctx, "discard unrecorded build", "app", req.App, "image", res.Image, "err", derr)
+			}
+		}
 		return nil, err
 	}
 

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pierpaas/pier"
-	"github.com/pierpaas/pier/migrations"
 )
 
 var _ pier.StoreHealth = (*DB)(nil)
@@ -160,36 +157,16 @@ func isConnectionLoss(err error) bool {
 // Check asks the database now whether it answers and its schema is at the
 // latest migration this build of Pier knows.
 func (db *DB) Check(ctx context.Context) error {
-	v, err := db.schemaVersion(ctx)
+	v, err := schemaVersion(ctx, db.pool) // dump.go
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return err
 	}
-	if want := latestMigration(); v < want {
+	want, err := latestMigration()
+	if err != nil {
+		return err
+	}
+	if v < want {
 		return fmt.Errorf("schema version %d, want %d: %w", v, want, pier.ErrSchemaBehind)
 	}
 	return nil
 }
-
-// schemaVersion is the highest migration applied to the database.
-func (db *DB) schemaVersion(ctx context.Context) (int64, error) {
-	var v int64
-	err := db.pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
-	return v, err
-}
-
-// latestMigration is the version of the newest migration in migrations.FS
-// (files are named NNNN_what.sql).
-var latestMigration = sync.OnceValue(func() int64 {
-	var latest int64
-	entries, _ := fs.ReadDir(migrations.FS, ".")
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		if !ok || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		if n, err := strconv.ParseInt(num, 10, 64); err == nil {
-			latest = max(latest, n)
-		}
-	}
-	return latest
-})

@@ -56,6 +56,11 @@ Usage:
                     over its internal listener with a builder service token and
                     takes no database credentials (pierd builder --help)
   pierd migrate     apply database migrations and exit
+  pierd backup      write the whole platform (database, SSH host key, git
+                    repositories) to one sealed file, while it runs
+                    (pierd backup --help)
+  pierd restore     put a backup into a new data dir or an empty database
+                    (pierd restore --help)
 
 Examples:
   pierd all
@@ -111,6 +116,8 @@ type options struct {
 	internalAddr string // the internal listener for components (internal.go); "": the default, if free
 
 	acme acmeOptions // automatic certificates (acme.go)
+
+	backups scheduleOptions // --backup-schedule (backup.go)
 }
 
 // Main runs pierd with args and returns its exit status. ctx ends at
@@ -132,6 +139,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd == "builder" {
 		// The git push server alone (buildercmd.go).
 		return builderMain(ctx, args[1:], stdout, stderr)
+	}
+	if cmd == "backup" || cmd == "restore" {
+		// Flags of their own: a file and a passphrase (backup.go).
+		if cmd == "backup" {
+			return backupMain(ctx, args[1:], stdout, stderr)
+		}
+		return restoreMain(ctx, args[1:], stdout, stderr)
 	}
 	if cmd == "fetch-source" {
 		// The init container of in-cluster build Pods (builder/kube).
@@ -170,6 +184,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := o.acme.check(); err != nil {
+		fmt.Fprintf(stderr, "pierd: %v\n", err)
+		return 2
+	}
+	if err := o.backups.check(); err != nil {
 		fmt.Fprintf(stderr, "pierd: %v\n", err)
 		return 2
 	}
@@ -228,6 +246,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.processPorts, "process-ports", env("PIER_PROCESS_PORTS", ""), "local and docker schedulers: the loopback ports apps' processes listen on, LO-HI inclusive, a range no other program on the host uses (two Pier installations on one host need ranges of their own); default: any free port (local), 20000-24999 (docker) (env PIER_PROCESS_PORTS)")
 	o.kubeBuild.flags(fs)
 	o.registryToken.flags(fs)
+	o.backups.flags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --scheduler=kubernetes (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account)")
 	fs.StringVar(&o.routerNamespace, "router-namespace", env("PIER_ROUTER_NAMESPACE", "pier"), "with --scheduler=kubernetes: the namespace of the router's pods, the only pods each app namespace's NetworkPolicy admits traffic from (env PIER_ROUTER_NAMESPACE)")
 	fs.StringVar(&o.routerSelector, "router-selector", env("PIER_ROUTER_SELECTOR", "app.kubernetes.io/name=pier,app.kubernetes.io/component=router"), "with --scheduler=kubernetes: labels of the router's pods, key=value pairs separated by commas (env PIER_ROUTER_SELECTOR)")
@@ -322,6 +341,9 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		return err
 	}
 	defer db.Close()
+	if o.databaseURL == "" {
+		db.SetDataDir(embedded.New(o.dataDir).Dir) // named by disk-full errors
+	}
 	if err := db.SetAppUIDs(o.appUIDs[0], o.appUIDs[1]); err != nil {
 		return fmt.Errorf("--app-uids: %w", err)
 	}
@@ -427,6 +449,12 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		ln.Close()
 		return err
 	}
+	stopBackups, err := o.backups.start(ctx, dsn, o.dataDir, log, out) // backup.go
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopBackups()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -346,9 +346,15 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 		return nil, err
 	}
 
-	// Bring every app back to what Postgres says it runs, now and after
-	// each outage of the database.
-	syncApps(ctx, db, p.rec, log)
+	// Bring every app back to what Postgres says it runs, once the host
+	// builds a restore left missing are rebuilt (rebuild.go), and again
+	// after each outage of the database.
+	go func() {
+		if n := p.rebuildMissing(ctx, db, o.dataDir, log); n > 0 {
+			fmt.Fprintf(out, "Rebuilt %d missing builds from their repositories\n", n)
+		}
+		syncApps(ctx, db, p.rec, log)
+	}()
 	// What is deleted behind Pier's back comes back (schedulers that
 	// report it: Kubernetes).
 	go p.rec.Watch(ctx)

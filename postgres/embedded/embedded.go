@@ -87,8 +87,8 @@ type Cluster struct {
 	BinDir string
 
 	// Adopted is set by Start when it found the postmaster already running
-	// (left up by an earlier pierd) rather than starting it: a one-off
-	// command then leaves it running.
+	// (a pierd serving on this data dir): a one-off command such as `pierd
+	// migrate` or `pierd backup` then leaves it running.
 	Adopted bool
 }
 
