@@ -7,6 +7,7 @@ package pier
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Error codes. Every error that crosses a package boundary carries one, so the
@@ -22,7 +23,29 @@ const (
 	ETOOMANY      = "too_many"       // too many attempts; wait, then try again
 	EUNAVAILABLE  = "unavailable"    // this server cannot do that (e.g. it runs no scheduler)
 	EROLLOUT      = "rollout_failed" // the change was recorded, but its processes did not become available
+	ENOSPACE      = "no_space"       // a disk of the server is full; nothing was changed
 )
+
+// NoSpace is the error of a change that failed because a disk Pier writes
+// to is full. where names a directory on that disk (the operator frees
+// space on the volume holding it) or, when no path is known, describes it
+// ("the database server's data directory"). The message says that nothing
+// was changed: whoever returns NoSpace must have undone its partial writes.
+func NoSpace(where string) *Error {
+	return Errorf(ENOSPACE, "no space left on device: Pier's disk is full, so nothing was changed; free space on the volume holding %s, then try again", where)
+}
+
+// IsNoSpace reports whether err says a disk is full: an *Error of code
+// ENOSPACE, or ENOSPC (or EDQUOT, a quota reached) from a system call
+// anywhere in err's chain. Stores and strategies call it to turn their own
+// errors into NoSpace; it does not read error text.
+func IsNoSpace(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code == ENOSPACE
+	}
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // ErrRolloutFailed is what a Scheduler's Apply returns when the processes of
 // a deployment did not become available: they crashed on boot, failed their

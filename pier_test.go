@@ -3,7 +3,9 @@ package pier_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pierpaas/pier"
@@ -127,5 +129,25 @@ func TestValidateUser(t *testing.T) {
 	}
 	if pier.ValidatePassword("short") == nil || pier.ValidatePassword(strings.Repeat("x", 300)) == nil || pier.ValidatePassword("long enough") != nil {
 		t.Fatal("password length rules")
+	}
+}
+
+func TestNoSpace(t *testing.T) {
+	err := pier.NoSpace("/srv/pier")
+	if pier.ErrorCode(err) != pier.ENOSPACE || !strings.Contains(err.Message, "no space left on device") ||
+		!strings.Contains(err.Message, "nothing was changed") || !strings.Contains(err.Message, "/srv/pier") {
+		t.Fatalf("%v", err)
+	}
+	for _, full := range []error{err, fmt.Errorf("saving: %w", err), &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC},
+		fmt.Errorf("copying: %w", &os.LinkError{Op: "link", Old: "a", New: "b", Err: syscall.EDQUOT})} {
+		if !pier.IsNoSpace(full) {
+			t.Errorf("IsNoSpace(%v) = false", full)
+		}
+	}
+	for _, other := range []error{nil, errors.New("no space left on device"), &os.PathError{Op: "write", Path: "/x", Err: syscall.EIO},
+		pier.Errorf(pier.EINVALID, "bad")} {
+		if pier.IsNoSpace(other) {
+			t.Errorf("IsNoSpace(%v) = true", other)
+		}
 	}
 }

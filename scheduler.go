@@ -196,6 +196,14 @@ type BuildStrategy interface {
 	Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 }
 
+// BuildDiscarder is an optional interface of a BuildStrategy: Discard
+// removes the output of a build that no Build row will ever name, because
+// writing the row failed (a full disk, the database gone). The host
+// strategy's build dirs would otherwise stay, unreferenced, for good.
+type BuildDiscarder interface {
+	Discard(res *BuildResult) error
+}
+
 // AppLister is an optional interface of a Scheduler: Apps names every app
 // it runs something of. At start the reconciler destroys what runs of
 // apps that no longer exist (destroyed while pierd was down, or whose

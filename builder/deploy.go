@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/pierpaas/pier"
 )
 
 // Deployer turns a pushed commit into a running release: build, Build row,
@@ -42,15 +44,17 @@ func (f DeployerFunc) Deploy(ctx context.Context, req DeployRequest) error { ret
 
 // Checkout writes the pushed commit's tree into a new directory of
 // r.TreeDir (CheckoutTree) for a build, and returns it and what removes it.
+// A full disk is pier.NoSpace, naming that directory, and leaves nothing
+// behind.
 func (r DeployRequest) Checkout(ctx context.Context) (dir string, remove func(), err error) {
 	dir, err = os.MkdirTemp(r.TreeDir, "pier-src-")
 	if err != nil {
-		return "", nil, err
+		return "", nil, r.checkoutError(err)
 	}
 	remove = func() { os.RemoveAll(dir) }
 	if err := CheckoutTree(ctx, r.Repo, r.Commit, dir); err != nil {
 		remove()
-		return "", nil, err
+		return "", nil, r.checkoutError(err)
 	}
 	return dir, remove, nil
 }
@@ -64,4 +68,15 @@ func ResetTreeDir(dir string) error {
 		return fmt.Errorf("emptying the pushed trees' directory: %w", err)
 	}
 	return os.MkdirAll(dir, 0o700)
+}
+
+func (r DeployRequest) checkoutError(err error) error {
+	if pier.IsNoSpace(err) {
+		dir := r.TreeDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		return fmt.Errorf("checking out the pushed tree: %w (%w)", pier.NoSpace(dir), err)
+	}
+	return err
 }

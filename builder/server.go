@@ -293,7 +293,7 @@ func (s *Server) session(sess gliderssh.Session) int {
 			return refuse("%s", pier.ErrorMessage(err))
 		}
 		log.Error("looking up ssh key", "err", err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.reason(err, "internal error; try again"))
 	}
 	log = log.With("user", user.Username)
 
@@ -360,7 +360,7 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 			return 1 // the pusher went away
 		}
 		log.Error("locking app for push", "err", err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.failure(err))
 	}
 	defer lock.Unlock()
 	// The app may have been destroyed while this push waited (RemoveRepo
@@ -381,13 +381,13 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	dir, err := s.ensureRepo(ctx, app, a.CreatedAt, log)
 	if err != nil {
 		log.Error("creating repository", "err", err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.failure(err))
 	}
 	s.recoverJournal(ctx, dir, log)
 	before, err := s.listRefs(ctx, dir)
 	if err != nil {
 		log.Error("listing refs", "err", err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.failure(err))
 	}
 
 	// Hooks are off (core.hooksPath names no directory): the server does
@@ -407,15 +407,22 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	}
 	if res.err != nil {
 		log.Error("git receive-pack", "err", res.err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.failure(res.err))
 	}
 
 	after, err := s.listRefs(ctx, dir)
 	if err != nil {
 		log.Error("listing refs", "err", err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.failure(err))
 	}
 	changed := diffRefs(before, after)
+	// A client with nothing to push sends a flush packet alone ("0000").
+	// Nothing stored, and the disk is why: git's own words name a lock
+	// file or a temporary object, not the cause nor what to do.
+	if len(changed) == 0 && res.received > 4 && (res.noSpace || nearlyFull(dir)) {
+		log.Error("push failed: disk full", "repos", s.reposDir, "git_said_so", res.noSpace)
+		return refuse("push refused: %s", pier.NoSpace(s.reposDir).Message)
+	}
 	if len(changed) == 0 {
 		// Nothing stored: "Everything up-to-date", or a push git refused
 		// (receive-pack has told the pusher why).
@@ -440,7 +447,7 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	if err := s.writeJournal(dir, j); err != nil {
 		log.Error("writing the deploy journal", "err", err)
 		s.undoOrWarn(dir, j, log)
-		return refuse("internal error; try again")
+		return refuse("%s", s.failure(err))
 	}
 	start := time.Now()
 	log.Info("deploying", "ref", ref, "commit", commit)
@@ -457,7 +464,7 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	stopKeepalive()
 	if err != nil {
 		log.Warn("deploy failed", "commit", commit, "err", err, "duration", time.Since(start))
-		fmt.Fprintf(stderr, "pier: deploy failed: %s\n", oneLine(pier.ErrorMessage(err)))
+		fmt.Fprintf(stderr, "pier: deploy failed: %s\n", oneLine(s.reason(err, pier.ErrorMessage(err))))
 		if s.undoOrWarn(dir, j, log) {
 			fmt.Fprintf(stderr, "pier: %s was not updated: push again to retry\n", strings.TrimPrefix(ref, "refs/heads/"))
 		}
@@ -468,6 +475,15 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	}
 	log.Info("deployed", "commit", commit, "duration", time.Since(start))
 	return res.code
+}
+
+// failure is what the pusher is told of an error of the server's own: a
+// full disk, and what to do, or an internal error (the log has it).
+func (s *Server) failure(err error) string {
+	if pier.IsNoSpace(err) {
+		return "push refused: " + pier.NoSpace(s.reposDir).Message
+	}
+	return "internal error; try again"
 }
 
 // undoOrWarn undoes a deploy's ref update and clears its journal. It runs
@@ -707,6 +723,8 @@ type gitResult struct {
 	code     int   // exit status to give the client
 	tooLarge bool  // the client sent more than the limit
 	err      error // git could not be run at all
+	noSpace  bool  // git said "No space left on device"
+	received int64 // bytes the client sent
 }
 
 // errPushTooLarge ends the copy of the session into git.
@@ -720,8 +738,9 @@ func (s *Server) runGit(sess gliderssh.Session, limit int64, env []string, args 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.git, args...)
 	cmd.Env = gitEnv(env)
-	cmd.Stdout = sess
-	cmd.Stderr = sess.Stderr()
+	var noSpace atomic.Bool
+	cmd.Stdout = &spaceWatch{w: sess, seen: &noSpace}
+	cmd.Stderr = &spaceWatch{w: sess.Stderr(), seen: &noSpace}
 	// SIGTERM first: receive-pack then removes its quarantine itself.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -736,12 +755,9 @@ func (s *Server) runGit(sess gliderssh.Session, limit int64, env []string, args 
 		return gitResult{err: err}
 	}
 	var tooLarge atomic.Bool
+	src := &capReader{r: sess, max: limit}
 	go func() {
 		defer stdin.Close()
-		var src io.Reader = sess
-		if limit > 0 {
-			src = &capReader{r: sess, max: limit}
-		}
 		if _, err := io.Copy(stdin, src); errors.Is(err, errPushTooLarge) {
 			tooLarge.Store(true)
 			cancel()
@@ -751,31 +767,33 @@ func (s *Server) runGit(sess gliderssh.Session, limit int64, env []string, args 
 	if tooLarge.Load() {
 		return gitResult{code: 1, tooLarge: true}
 	}
+	res := gitResult{noSpace: noSpace.Load(), received: src.n.Load()}
 	var exit *exec.ExitError
 	switch {
 	case err == nil, errors.Is(err, exec.ErrWaitDelay):
-		return gitResult{}
 	case errors.As(err, &exit):
-		if code := exit.ExitCode(); code > 0 {
-			return gitResult{code: code}
+		res.code = exit.ExitCode()
+		if res.code <= 0 {
+			res.code = 1 // killed by a signal
 		}
-		return gitResult{code: 1} // killed by a signal
 	default:
 		return gitResult{err: err}
 	}
+	return res
 }
 
-// capReader fails with errPushTooLarge once more than max bytes were read.
+// capReader counts the bytes read, and fails with errPushTooLarge once
+// more than max (if max > 0) were read.
 type capReader struct {
 	r   io.Reader
-	n   int64
+	n   atomic.Int64 // read after git exits, while the copy may go on
 	max int64
 }
 
 func (c *capReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.n > c.max {
+	total := c.n.Add(int64(n))
+	if c.max > 0 && total > c.max {
 		return 0, errPushTooLarge
 	}
 	return n, err
@@ -828,4 +846,13 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// reason is what the pusher is told of err: that Pier's database is not
+// answering, when the store says so (pier.StoreHealth), else def.
+func (s *Server) reason(err error, def string) string {
+	if h, ok := s.cfg.Store.(pier.StoreHealth); ok && h.Outage(err) {
+		return pier.OutageMessage
+	}
+	return def
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -196,12 +197,15 @@ func (b *builderAPI) deploy(w http.ResponseWriter, r *http.Request) {
 	}
 	src, err := os.MkdirTemp(b.cfg.TreeDir, "pier-src-")
 	if err != nil {
-		writeError(w, r, log, err)
+		writeError(w, r, log, b.sourceError(err))
 		return
 	}
 	defer os.RemoveAll(src)
 	if err := tarball.Extract(r.Body, src); err != nil {
-		writeError(w, r, log, pier.Errorf(pier.EINVALID, "the source: %v", err))
+		if !pier.IsNoSpace(err) {
+			err = pier.Errorf(pier.EINVALID, "the source: %v", err)
+		}
+		writeError(w, r, log, b.sourceError(err))
 		return
 	}
 
@@ -260,4 +264,17 @@ func (f *frameWriter) flush() {
 	f.mu.Lock()
 	f.rc.Flush()
 	f.mu.Unlock()
+}
+
+// sourceError is a full disk where a pushed tree is unpacked as
+// pier.NoSpace (the rest of the tree is removed), else err.
+func (b *builderAPI) sourceError(err error) error {
+	if pier.IsNoSpace(err) {
+		dir := b.cfg.TreeDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		return fmt.Errorf("%w (%w)", pier.NoSpace(dir), err)
+	}
+	return err
 }

@@ -15,18 +15,16 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/pierpaas/pier"
-	"github.com/pierpaas/pier/migrations"
 )
 
 // DB is a pier.Store on a pool of connections to one database.
 type DB struct {
 	pool         *pgxpool.Pool
-	uidLo, uidHi int // the range of new apps' uids (SetAppUIDs)
+	uidLo, uidHi int      // the range of new apps' uids (SetAppUIDs)
+	dataDir      string   // where the server keeps its files, for disk-full errors (SetDataDir)
+	mon          *monitor // the database's health (health.go)
 }
 
 var _ pier.Store = (*DB)(nil)
@@ -58,7 +56,9 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}, nil
+	db := &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}
+	db.startMonitor()
+	return db, nil
 }
 
 // Migrate applies any pending migrations to the database at dsn.
@@ -71,28 +71,25 @@ func Migrate(ctx context.Context, dsn string) error {
 }
 
 func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
-	sqldb := stdlib.OpenDB(*cfg.Copy())
-	defer sqldb.Close()
 	// An advisory lock held for the whole run makes a second process that
-	// starts at the same time wait, then find nothing left to do. Polling
-	// every second for up to 5 minutes keeps a normal start fast.
-	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+	// starts at the same time wait, then find nothing left to do (provider).
+	p, done, err := provider(cfg)
 	if err != nil {
-		return fmt.Errorf("postgres: migration lock: %w", err)
+		return err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, sqldb, migrations.FS,
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("postgres: loading migrations: %w", err)
-	}
+	defer done()
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("postgres: applying migrations: %w", err)
 	}
 	return nil
 }
 
-// Close closes every connection.
-func (db *DB) Close() { db.pool.Close() }
+// Close stops the health monitor and closes every connection.
+func (db *DB) Close() {
+	db.mon.stop()
+	<-db.mon.done
+	db.pool.Close()
+}
 
 // Pool is the underlying pool, for benchmarks and tests.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
@@ -104,10 +101,47 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// inTx runs fn in a transaction, committed if fn returns nil.
+// SetDataDir names the directory the database server keeps its files in
+// (the embedded cluster's), so that an error of a full disk says which
+// volume to free space on. Without it, the message names "the database
+// server's data directory". Call it before serving.
+func (db *DB) SetDataDir(dir string) { db.dataDir = dir }
+
+// inTx runs fn in a transaction, committed if fn returns nil. A full disk
+// in fn (wrap has made it pier.NoSpace) or at COMMIT rolls the whole
+// transaction back, so it is reported as pier.NoSpace naming the data
+// dir: nothing was changed. (A WAL that cannot grow makes the server
+// PANIC instead; its commit record never reached the disk, so recovery
+// does not replay the transaction either.)
 func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, fn)
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, fn)
+	if isDiskFull(err) || pier.IsNoSpace(err) {
+		where := db.dataDir
+		if where == "" {
+			where = noSpaceWhere
+		}
+		return noSpace(where, err)
+	}
+	return err
 }
+
+// diskFull is pier.NoSpace(where) that keeps its cause for the server log
+// (pier.ErrorMessage shows only the former).
+type diskFull struct {
+	where string
+	cause error
+}
+
+func noSpace(where string, cause error) error {
+	var df *diskFull
+	if errors.As(cause, &df) {
+		cause = df.cause // wrap's, now with a better where
+	}
+	return &diskFull{where: where, cause: cause}
+}
+
+func (e *diskFull) Error() string   { return pier.NoSpace(e.where).Message + ": " + e.cause.Error() }
+func (e *diskFull) Unwrap() []error { return []error{pier.NoSpace(e.where), e.cause} }
 
 // isNoRows reports whether err says a query found nothing.
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
@@ -118,9 +152,24 @@ func isUnique(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
+// noSpaceWhere is where a full disk is, when SetDataDir was not called.
+const noSpaceWhere = "the database server's data directory"
+
+// isDiskFull reports whether err is the server's "no space left on
+// device": SQLSTATE 53100 (disk_full), which Postgres gives when it cannot
+// extend a table ("could not extend file") or write a file, WAL included
+// ("could not write to file"). A PANIC on a full WAL disk carries it too,
+// before the server restarts.
+func isDiskFull(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "53100"
+}
+
 // wrap adds what the store was doing to an unexpected error; such errors
 // become EINTERNAL, and their text goes to the server log only. what must
-// never hold a config value or a token.
+// never hold a config value or a token. A full disk is not unexpected: it
+// becomes pier.NoSpace, since the statement that hit it changed nothing
+// (inTx names the directory when it knows it).
 func wrap(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
@@ -128,6 +177,9 @@ func wrap(err error, format string, args ...any) error {
 	var e *pier.Error
 	if errors.As(err, &e) {
 		return err
+	}
+	if isDiskFull(err) {
+		return noSpace(noSpaceWhere, fmt.Errorf(format+": %w", append(args, err)...))
 	}
 	return fmt.Errorf("postgres: "+format+": %w", append(args, err)...)
 }

@@ -255,6 +255,17 @@ func (s *Strategy) Name() string { return pier.StrategyHost }
 // WorkDir is the build store root.
 func (s *Strategy) WorkDir() string { return s.cfg.WorkDir }
 
+// Discard removes a build's directory that no Build row names (see
+// pier.BuildDiscarder). Only a build dir of this store is removed.
+func (s *Strategy) Discard(res *pier.BuildResult) error {
+	rel, err := filepath.Rel(s.cfg.WorkDir, res.Image)
+	if err != nil || filepath.IsAbs(rel) || strings.Count(rel, string(filepath.Separator)) != 1 ||
+		strings.HasPrefix(rel, ".") || strings.Contains(rel, string(filepath.Separator)+".") {
+		return fmt.Errorf("host builds: %s is not a build dir of %s", res.Image, s.cfg.WorkDir)
+	}
+	return RemoveAll(res.Image)
+}
+
 // Close removes the staged lifecycle and buildpacks.
 func (s *Strategy) Close() error { return os.RemoveAll(s.stage) }
 
@@ -309,7 +320,25 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Build runs detection and the build of req's source, and stores the
 // result under WorkDir/<app>/<build id>.
+//
+// A build that fails for a full disk, be it the lifecycle's writes (the
+// build log says "no space left on device") or Pier's own (the copy of
+// the source, the cache), returns pier.NoSpace naming WorkDir, and leaves
+// neither its build dir nor a half-saved cache.
 func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
+	return s.noSpace(s.newBuild(ctx, req))
+}
+
+// noSpace makes an error that comes from a full disk pier.NoSpace naming
+// the build store.
+func (s *Strategy) noSpace(res *pier.BuildResult, err error) (*pier.BuildResult, error) {
+	if err != nil && pier.ErrorCode(err) != pier.ENOSPACE && pier.IsNoSpace(err) {
+		err = fmt.Errorf("%w (%w)", pier.NoSpace(s.cfg.WorkDir), err)
+	}
+	return res, err
+}
+
+func (s *Strategy) newBuild(ctx context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
 	if err := pier.ValidateAppName(req.App); err != nil {
 		return nil, err
 	}
@@ -330,6 +359,39 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	var suffix [3]byte
 	rand.Read(suffix[:])
 	id := time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(suffix[:])
+	return s.build(ctx, req, id, log)
+}
+
+// buildIDRE is what Build names a build's directory.
+var buildIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
+
+// Rebuild builds req again into dir, the build directory an earlier Build
+// returned as its Image (recorded in Postgres), which must be gone: after
+// a restore on a new machine, Postgres names build outputs that no longer
+// exist, and the releases that point at them run again once rebuilt. dir
+// must be one of this store's build directories of req.App.
+func (s *Strategy) Rebuild(ctx context.Context, req pier.BuildRequest, dir string) (*pier.BuildResult, error) {
+	if err := pier.ValidateAppName(req.App); err != nil {
+		return nil, err
+	}
+	id := filepath.Base(dir)
+	if filepath.Clean(dir) != filepath.Join(s.cfg.WorkDir, req.App, id) || !buildIDRE.MatchString(id) {
+		return nil, fmt.Errorf("host builds: %s is not a build directory of %s in this build store (%s): was the platform restored to another --data-dir path?", dir, req.App, s.cfg.WorkDir)
+	}
+	log := req.Log
+	if log == nil {
+		log = io.Discard
+	}
+	defer s.lock(req.App)()
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("host builds: %s exists already: nothing to rebuild", dir)
+	}
+	return s.noSpace(s.build(ctx, req, id, log))
+}
+
+// build builds req into <WorkDir>/<app>/<id>; the caller holds the app's
+// lock.
+func (s *Strategy) build(ctx context.Context, req pier.BuildRequest, id string, log io.Writer) (*pier.BuildResult, error) {
 	appRoot := filepath.Join(s.cfg.WorkDir, req.App)
 	out := filepath.Join(appRoot, id)
 	cache := filepath.Join(appRoot, ".cache")
@@ -436,6 +498,9 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 			return nil, pier.Errorf(pier.EINVALID, "no buildpack detected: Pier recognises %s", buildpacks.Recognised)
 		}
 		log.Write(detectOut.Bytes())
+		if bytes.Contains(bytes.ToLower(detectOut.Bytes()), []byte(noSpaceText)) {
+			return nil, pier.NoSpace(s.cfg.WorkDir)
+		}
 		return nil, pier.Errorf(pier.EINVALID, "buildpack detection failed: %v", err)
 	}
 	if ids := groupIDs(tmp); len(ids) > 0 {
@@ -449,6 +514,11 @@ func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.Buil
 	if err != nil {
 		if e := s.timedOut(ctx, log); e != nil {
 			return nil, e
+		}
+		if reason.noSpace() {
+			// A buildpack's reason ("go build failed") would hide the
+			// cause, and the app's code is not at fault.
+			return nil, pier.NoSpace(s.cfg.WorkDir)
 		}
 		if r := reason.reason(); r != "" {
 			return nil, pier.Errorf(pier.EINVALID, "build failed: %s", r)
@@ -552,7 +622,12 @@ type reasonWriter struct {
 	mu   sync.Mutex
 	line []byte
 	last string
+	full bool // a line said "no space left on device"
 }
+
+// noSpaceText is how a tool (go, npm, pip, the lifecycle) says ENOSPC:
+// strerror's words, lower-cased.
+const noSpaceText = "no space left on device"
 
 func (r *reasonWriter) Write(p []byte) (int, error) {
 	r.mu.Lock()
@@ -566,10 +641,19 @@ func (r *reasonWriter) Write(p []byte) (int, error) {
 		if s, ok := strings.CutPrefix(string(r.line), " !     "); ok {
 			r.last = strings.TrimSpace(s)
 		}
+		if strings.Contains(strings.ToLower(string(r.line)), noSpaceText) {
+			r.full = true
+		}
 		r.line = r.line[:0]
 	}
 	r.mu.Unlock()
 	return r.w.Write(p)
+}
+
+func (r *reasonWriter) noSpace() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.full
 }
 
 func (r *reasonWriter) reason() string {

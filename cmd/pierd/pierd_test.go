@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -104,8 +105,17 @@ func startPierdAttr(t *testing.T, attr *syscall.SysProcAttr, env []string, args 
 // is stopped, if still running, when the test ends.
 func launch(t *testing.T, args []string, attr *syscall.SysProcAttr, env []string, ready *regexp.Regexp, wait time.Duration) *component {
 	t.Helper()
+	return launchVia(t, nil, args, attr, env, ready, wait)
+}
+
+// launchVia is launch with pierd run by the command prefix (nil: none),
+// which must end by executing pierd with its arguments (TestFullDisk's
+// runs it in a mount namespace of its own).
+func launchVia(t *testing.T, prefix, args []string, attr *syscall.SysProcAttr, env []string, ready *regexp.Regexp, wait time.Duration) *component {
+	t.Helper()
 	c := &component{out: &testenv.Buffer{}, done: make(chan error, 1)}
-	c.cmd = exec.Command(filepath.Join(binDir, "pierd"), args...)
+	argv := append(append(slices.Clip(prefix), filepath.Join(binDir, "pierd")), args...)
+	c.cmd = exec.Command(argv[0], argv[1:]...)
 	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.SysProcAttr = attr
 	pr, pw := io.Pipe()

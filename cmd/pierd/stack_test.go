@@ -30,6 +30,7 @@ type stack struct {
 	key     string // private key file
 	sshPort string
 	attr    *syscall.SysProcAttr // pierd's process attributes; nil: none
+	prefix  []string             // the command that runs pierd (launchVia); nil: none
 }
 
 // startStack starts pierd all on a fresh data dir and signs a user in.
@@ -44,21 +45,30 @@ func newStack(t *testing.T, attr *syscall.SysProcAttr, env ...string) *stack {
 	s := &stack{t: t, data: newDataDir(t), attr: attr}
 	s.env = append([]string{"PIER_DATA_DIR=" + s.data, "DATABASE_URL=", "PIER_HTTP_ADDR=127.0.0.1:0", "PIER_SSH_ADDR=127.0.0.1:0"}, env...)
 	s.start()
+	s.signIn(filepath.Join(s.data, "bootstrap-token"))
+	return s
+}
+
+// signIn registers the first user with the bootstrap token in tokenFile
+// and adds an SSH key for pushes.
+func (s *stack) signIn(tokenFile string) {
+	t := s.t
+	t.Helper()
 	s.c = newCLI(t)
-	s.c.must("push test password\n", "register", s.d.url, "--username", "dev", "--bootstrap-token-file", filepath.Join(s.data, "bootstrap-token"), "--password-stdin")
+	s.c.must("push test password\n", "register", s.d.url, "--username", "dev", "--bootstrap-token-file", tokenFile, "--password-stdin")
 	s.key = filepath.Join(t.TempDir(), "id_ed25519")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", s.key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
 	s.c.must("", "keys:add", s.key+".pub")
-	return s
 }
 
 // start (re)starts pierd on the stack's data dir. Its ports change, so the
 // CLI logs in again at the new URL.
 func (s *stack) start() {
 	s.t.Helper()
-	s.d = startPierdAttr(s.t, s.attr, s.env, "all")
+	c := launchVia(s.t, s.prefix, []string{"all"}, s.attr, s.env, listening, 2*time.Minute)
+	s.d = &daemon{component: c, url: "http://" + c.addr}
 	if m := sshListening.FindStringSubmatch(s.d.out.String()); m != nil {
 		s.sshPort = m[1][strings.LastIndex(m[1], ":")+1:]
 	} else if !slices.Contains(s.env, "PIER_SSH_ADDR=off") {
