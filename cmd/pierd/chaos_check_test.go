@@ -21,20 +21,21 @@ import (
 const recoverWithin = 90 * time.Second
 
 // check waits until every invariant holds, or recoverWithin passes; then
-// each one still broken is a violation of round.
-func (c *chaos) check(round int) string {
+// each one still broken is a violation of round. It says which, and how
+// long it waited.
+func (c *chaos) check(round int) (string, time.Duration) {
 	begin := time.Now()
 	for {
 		v := c.invariants()
 		if len(v) == 0 {
-			return fmt.Sprintf("invariants hold after %.1fs", time.Since(begin).Seconds())
+			return fmt.Sprintf("invariants hold after %.1fs", time.Since(begin).Seconds()), time.Since(begin)
 		}
 		if time.Since(begin) > recoverWithin {
 			c.bad++
 			for _, x := range v {
 				c.violation(round, "%s", x)
 			}
-			return fmt.Sprintf("%d VIOLATIONS", len(v))
+			return fmt.Sprintf("%d VIOLATIONS", len(v)), time.Since(begin)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
