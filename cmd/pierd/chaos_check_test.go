@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -58,6 +59,7 @@ func (c *chaos) invariants() []string {
 	var info pier.AppInfo
 	var rels []pier.Release
 	var procs []pier.Process
+	var builds []pier.Build
 	for _, q := range []struct {
 		dst  any
 		args []string
@@ -65,6 +67,7 @@ func (c *chaos) invariants() []string {
 		{&info, []string{"apps:info", "-a", "chaos", "--json"}},
 		{&rels, []string{"releases", "-a", "chaos", "-n", "500", "--json"}},
 		{&procs, []string{"ps", "-a", "chaos", "--json"}},
+		{&builds, []string{"builds", "-a", "chaos", "-n", "500", "--json"}},
 	} {
 		out, err := c.s.c.run("", q.args...)
 		if err != nil {
@@ -135,6 +138,24 @@ func (c *chaos) invariants() []string {
 			bad("config:set GREETING=%s printed \"done, v%d\", and v%d has GREETING=%q", g, n, n, cfg["GREETING"])
 		}
 	}
+	for n, to := range c.rolledBack {
+		r, ok := byVersion[n]
+		if from := byVersion[to]; !ok || buildCommit(r) != buildCommit(from) || r.Note != fmt.Sprintf("Rollback to v%d", to) {
+			bad("a rollback to v%d printed \"done, v%d\", and v%d is %q of %.7s, v%d of %.7s", to, n, n, r.Note, buildCommit(r), to, buildCommit(from))
+			continue
+		}
+		a, err1 := c.config(n)
+		b, err2 := c.config(to)
+		if err := errors.Join(err1, err2); err != nil {
+			return append(v, err.Error())
+		}
+		if !maps.Equal(a, b) {
+			bad("v%d, a rollback to v%d, has the config %v, v%d has %v", n, to, a, to, b)
+		}
+	}
+	if c.scaled >= 0 && info.Formation["web"] != c.scaled {
+		bad("scale web=%d said done, and the formation is %v", c.scaled, info.Formation)
+	}
 	curConfig, err := c.config(cur.Version)
 	if err != nil {
 		return append(v, err.Error())
@@ -186,6 +207,25 @@ func (c *chaos) invariants() []string {
 		}
 	} else if code == 200 {
 		bad("the app answers 200 %q with no process to run", firstLineOf(body))
+	}
+
+	// The build store holds the builds on record, each whole (a release
+	// may be rolled back to), and nothing else: a build dir no build names
+	// would stay for good.
+	named := map[string]bool{}
+	for _, b := range builds {
+		if b.Status == pier.BuildSucceeded {
+			named[b.Image] = true
+			if _, err := os.Stat(filepath.Join(b.Image, "cnb", "process", "web")); err != nil {
+				bad("build %d of %.7s is not whole in the build store: %v", b.ID, b.Commit, err)
+			}
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(c.rt, "builds", "chaos", "[^.]*"))
+	for _, d := range dirs {
+		if !named[d] {
+			bad("the build store holds %s, which no build names", d)
+		}
 	}
 
 	// Nothing left over.

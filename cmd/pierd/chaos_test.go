@@ -38,7 +38,9 @@ const (
 	victimBuild      = "build phase"
 )
 
-var chaosOps = []string{opPush, opConfig, opScale, opRollback, opRestart}
+// chaosOps are drawn from evenly; a push, the richest (a build, a new
+// release, a rollout), is there twice.
+var chaosOps = []string{opPush, opPush, opConfig, opScale, opRollback, opRestart}
 
 // TestChaos is issue 15's chaos suite: on the embedded default (pierd all,
 // local scheduler, host builds) each round starts a random operation on an
@@ -73,16 +75,18 @@ func TestChaos(t *testing.T) {
 	s := startStack(t, "TMPDIR="+tmp)
 	c := &chaos{
 		t: t, s: s, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), tmp: tmp,
-		rt:       embedded.RelocatedDir("rt", s.data),
-		pg:       embedded.New(s.data),
-		mark:     fmt.Sprintf("chaos-%d", seed),
-		code:     map[string]string{},
-		released: map[int]string{},
-		set:      map[int]string{},
-		configs:  map[int]pier.Config{},
-		counts:   map[string]int{},
-		took:     map[string]time.Duration{opPush: 6 * time.Second, "build": 2 * time.Second},
-		version:  "one",
+		rt:         embedded.RelocatedDir("rt", s.data),
+		pg:         embedded.New(s.data),
+		mark:       fmt.Sprintf("chaos-%d", seed),
+		code:       map[string]string{},
+		released:   map[int]string{},
+		set:        map[int]string{},
+		rolledBack: map[int]int{},
+		scaled:     -1,
+		configs:    map[int]pier.Config{},
+		counts:     map[string]int{},
+		took:       map[string]time.Duration{opPush: 6 * time.Second, "build": 2 * time.Second},
+		version:    "one",
 	}
 	c.r = s.newRepo("testdata/hello", "chaos")
 	// A config var of its own finds the app's processes (markedProcesses);
@@ -119,6 +123,8 @@ type chaos struct {
 	code       map[string]string // commit → the version it serves
 	released   map[int]string    // version → commit, from "Released vN" lines
 	set        map[int]string    // version → GREETING, from config:set's "done, vN"
+	rolledBack map[int]int       // version → the one it rolled back to, from "done, vN"
+	scaled     int               // web's quantity after this round's scale said done; -1: none
 	greetings  int
 	configs    map[int]pier.Config      // version → its config (releases are immutable)
 	took       map[string]time.Duration // how long each operation took when undisturbed
@@ -140,6 +146,7 @@ func (c *chaos) round(n int) {
 	victim := victims[c.rng.IntN(len(victims))]
 	c.counts[op+" × "+victim]++
 
+	c.scaled = -1
 	cmd, desc, after := c.start(op)
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -226,7 +233,11 @@ func (c *chaos) start(op string) (*exec.Cmd, string, func(string, error)) {
 		}
 	case opScale:
 		web := []int{0, 1, 1, 2, 2, 3, 3}[c.rng.IntN(7)]
-		return c.pier("scale", fmt.Sprintf("web=%d", web), "-a", "chaos"), fmt.Sprintf("scale %d", web), noop
+		return c.pier("scale", fmt.Sprintf("web=%d", web), "-a", "chaos"), fmt.Sprintf("scale %d", web), func(out string, err error) {
+			if err == nil {
+				c.scaled = web
+			}
+		}
 	case opRollback:
 		var rels []pier.Release
 		jsonOut(c.t, c.s.c.must("", "releases", "-a", "chaos", "-n", "500", "--json"), &rels)
@@ -238,7 +249,12 @@ func (c *chaos) start(op string) (*exec.Cmd, string, func(string, error)) {
 		}
 		if len(to) > 0 {
 			v := to[c.rng.IntN(len(to))]
-			return c.pier("releases:rollback", fmt.Sprintf("v%d", v), "-a", "chaos"), fmt.Sprintf("rollback %d", v), noop
+			return c.pier("releases:rollback", fmt.Sprintf("v%d", v), "-a", "chaos"), fmt.Sprintf("rollback %d", v), func(out string, err error) {
+				if m := regexp.MustCompile(`done, v(\d+)`).FindStringSubmatch(out); m != nil {
+					n, _ := strconv.Atoi(m[1])
+					c.rolledBack[n] = v
+				}
+			}
 		}
 	}
 	return c.pier("ps:restart", "-a", "chaos"), "restart", noop
