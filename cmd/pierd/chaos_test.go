@@ -83,6 +83,7 @@ func TestChaos(t *testing.T) {
 		set:        map[int]string{},
 		rolledBack: map[int]int{},
 		scaled:     -1,
+		bad:        map[int]bool{},
 		configs:    map[int]pier.Config{},
 		counts:     map[string]int{},
 		took:       map[string]time.Duration{opPush: 6 * time.Second, "build": 2 * time.Second},
@@ -125,12 +126,13 @@ type chaos struct {
 	set        map[int]string    // version → GREETING, from config:set's "done, vN"
 	rolledBack map[int]int       // version → the one it rolled back to, from "done, vN"
 	scaled     int               // web's quantity after this round's scale said done; -1: none
+	n          int               // the round under way
 	greetings  int
 	configs    map[int]pier.Config      // version → its config (releases are immutable)
 	took       map[string]time.Duration // how long each operation took when undisturbed
 	counts     map[string]int           // "op × victim" → rounds
 	missed     map[string]int           // victims that had no process to kill
-	bad        int                      // rounds with a violation
+	bad        map[int]bool             // rounds with a violation
 	violations int
 }
 
@@ -146,7 +148,7 @@ func (c *chaos) round(n int) {
 	victim := victims[c.rng.IntN(len(victims))]
 	c.counts[op+" × "+victim]++
 
-	c.scaled = -1
+	c.n, c.scaled = n, -1
 	cmd, desc, after := c.start(op)
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -221,7 +223,11 @@ func (c *chaos) start(op string) (*exec.Cmd, string, func(string, error)) {
 		c.version = next
 		commit := c.r.head()
 		c.code[commit] = next
-		return c.r.command("push", "pier", "main"), "push " + next, func(out string, err error) { c.releasedBy(out, commit) }
+		return c.r.command("push", "pier", "main"), "push " + next, func(out string, err error) {
+			if !c.releasedBy(out, commit) && err == nil {
+				c.violation(c.n, "a push exited 0 without saying what it released:\n%s", out)
+			}
+		}
 	case opConfig:
 		c.greetings++
 		g := fmt.Sprintf("g%d", c.greetings)
@@ -270,12 +276,15 @@ func (c *chaos) pier(args ...string) *exec.Cmd {
 
 var releasedLine = regexp.MustCompile(`Released v(\d+)`)
 
-// releasedBy notes the version a push of commit said it released.
-func (c *chaos) releasedBy(out, commit string) {
-	if m := releasedLine.FindStringSubmatch(out); m != nil {
+// releasedBy notes the version a push of commit said it released, if it
+// said so.
+func (c *chaos) releasedBy(out, commit string) bool {
+	m := releasedLine.FindStringSubmatch(out)
+	if m != nil {
 		v, _ := strconv.Atoi(m[1])
 		c.released[v] = commit
 	}
+	return m != nil
 }
 
 // kill SIGKILLs a process of the victim kind and says which; a victim
@@ -364,6 +373,7 @@ func (c *chaos) postmasterPID() int {
 func (c *chaos) violation(round int, format string, args ...any) {
 	c.t.Helper()
 	c.violations++
+	c.bad[round] = true
 	c.t.Errorf("round %d: VIOLATION: %s", round, fmt.Sprintf(format, args...))
 }
 
@@ -374,7 +384,7 @@ func (c *chaos) summary(d time.Duration) {
 		pairs = append(pairs, fmt.Sprintf("%s: %d", k, n))
 	}
 	sort.Strings(pairs)
-	c.t.Logf("chaos summary: %d rounds, %d violations in %d rounds, %s", *chaosRounds, c.violations, c.bad, d.Round(time.Second))
+	c.t.Logf("chaos summary: %d rounds, %d violations in %d rounds, %s", *chaosRounds, c.violations, len(c.bad), d.Round(time.Second))
 	c.t.Logf("chaos summary: operation × victim: %s", strings.Join(pairs, ", "))
 	if len(c.missed) > 0 {
 		c.t.Logf("chaos summary: victims with no process to kill before the operation ended: %v", c.missed)
