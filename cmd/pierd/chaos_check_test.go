@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -151,6 +152,9 @@ func (c *chaos) invariants() []string {
 		if !maps.Equal(a, b) {
 			bad("v%d, a rollback to v%d, has the config %v, v%d has %v", n, to, a, to, b)
 		}
+	}
+	if c.upToDate != "" && !slices.ContainsFunc(rels, func(r pier.Release) bool { return buildCommit(r) == c.upToDate && r.Status == pier.ReleaseSucceeded }) {
+		bad("a push of %.7s exited 0 releasing nothing (\"Everything up-to-date\"), and no release ran it", c.upToDate)
 	}
 	if c.scaled >= 0 && info.Formation["web"] != c.scaled {
 		bad("scale web=%d said done, and the formation is %v", c.scaled, info.Formation)

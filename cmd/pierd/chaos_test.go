@@ -46,9 +46,9 @@ var chaosOps = []string{opPush, opPush, opConfig, opScale, opRollback, opRestart
 // local scheduler, host builds) each round starts a random operation on an
 // app and SIGKILLs a random victim at a random moment of it, lets the
 // platform recover (pierd is started again if it was the victim), then
-// checks the invariants (chaosCheck). A violation fails the test, and the
-// rounds go on so that one run gathers all of them. PIER_CHAOS_SEED
-// replays a run: the seed is printed first.
+// checks the invariants (chaos.invariants). A violation fails the test,
+// and the rounds go on so that one run gathers all of them. -chaos N sets
+// the rounds; PIER_CHAOS_SEED replays a run: the seed is printed first.
 func TestChaos(t *testing.T) {
 	skipShort(t)
 	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
@@ -127,6 +127,8 @@ type chaos struct {
 	rolledBack map[int]int       // version → the one it rolled back to, from "done, vN"
 	scaled     int               // web's quantity after this round's scale said done; -1: none
 	n          int               // the round under way
+	unreleased string            // the commit of the last push, if it released nothing
+	upToDate   string            // the commit this round's push exited 0 about, releasing nothing
 	greetings  int
 	configs    map[int]pier.Config      // version → its config (releases are immutable)
 	took       map[string]time.Duration // how long each operation took when undisturbed
@@ -148,7 +150,7 @@ func (c *chaos) round(n int) {
 	victim := victims[c.rng.IntN(len(victims))]
 	c.counts[op+" × "+victim]++
 
-	c.n, c.scaled = n, -1
+	c.n, c.scaled, c.upToDate = n, -1, ""
 	cmd, desc, after := c.start(op)
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -177,6 +179,7 @@ func (c *chaos) round(n int) {
 	case <-time.After(delay):
 	}
 	what := c.kill(victim, done, &finished, &err)
+	killedAt := time.Since(begin)
 	if !finished {
 		select {
 		case err = <-done:
@@ -208,7 +211,7 @@ func (c *chaos) round(n int) {
 	if err == nil && (victim == victimApp || finished) {
 		c.took[op] = (c.took[op] + took + settled) / 2
 	}
-	c.t.Logf("round %3d: %-10s killed %-32s at %5.2fs: %s; %s", n, desc, what, delay.Seconds(), result, violated)
+	c.t.Logf("round %3d: %-10s killed %-32s at %5.2fs: %s; %s", n, desc, what, killedAt.Seconds(), result, violated)
 }
 
 // start makes the command of op, a description of it, and what to do with
@@ -218,21 +221,30 @@ func (c *chaos) start(op string) (*exec.Cmd, string, func(string, error)) {
 	switch op {
 	case opPush:
 		c.r.pointRemote()
-		next := fmt.Sprintf("p%d", len(c.code))
-		c.r.edit("main.go", `"`+c.version+`"`, `"`+next+`"`, "chaos "+next)
-		c.version = next
+		desc := "repush " + c.version
+		if c.unreleased == "" || c.rng.IntN(2) == 0 {
+			next := fmt.Sprintf("p%d", len(c.code))
+			c.r.edit("main.go", `"`+c.version+`"`, `"`+next+`"`, "chaos "+next)
+			c.version, desc = next, "push "+next
+			c.code[c.r.head()] = next
+		} // else the push that failed is tried again, as its pusher would
 		commit := c.r.head()
-		c.code[commit] = next
-		return c.r.command("push", "pier", "main"), "push " + next, func(out string, err error) {
-			if !c.releasedBy(out, commit) && err == nil {
-				c.violation(c.n, "a push exited 0 without saying what it released:\n%s", out)
+		return c.r.command("push", "pier", "main"), desc, func(out string, err error) {
+			c.unreleased = ""
+			if c.releasedBy(out, commit) {
+				return
+			}
+			c.unreleased = commit
+			if err == nil {
+				// "Everything up-to-date": the commit must be what runs.
+				c.upToDate = commit
 			}
 		}
 	case opConfig:
 		c.greetings++
 		g := fmt.Sprintf("g%d", c.greetings)
 		return c.pier("config:set", "GREETING="+g, "-a", "chaos"), "config " + g, func(out string, err error) {
-			if m := regexp.MustCompile(`done, v(\d+)`).FindStringSubmatch(out); m != nil {
+			if m := doneLine.FindStringSubmatch(out); m != nil {
 				v, _ := strconv.Atoi(m[1])
 				c.set[v] = g
 			}
@@ -256,7 +268,7 @@ func (c *chaos) start(op string) (*exec.Cmd, string, func(string, error)) {
 		if len(to) > 0 {
 			v := to[c.rng.IntN(len(to))]
 			return c.pier("releases:rollback", fmt.Sprintf("v%d", v), "-a", "chaos"), fmt.Sprintf("rollback %d", v), func(out string, err error) {
-				if m := regexp.MustCompile(`done, v(\d+)`).FindStringSubmatch(out); m != nil {
+				if m := doneLine.FindStringSubmatch(out); m != nil {
 					n, _ := strconv.Atoi(m[1])
 					c.rolledBack[n] = v
 				}
@@ -274,7 +286,10 @@ func (c *chaos) pier(args ...string) *exec.Cmd {
 	return cmd
 }
 
-var releasedLine = regexp.MustCompile(`Released v(\d+)`)
+var (
+	releasedLine = regexp.MustCompile(`Released v(\d+)`)
+	doneLine     = regexp.MustCompile(`done, v(\d+)`) // config:set's and releases:rollback's
+)
 
 // releasedBy notes the version a push of commit said it released, if it
 // said so.
