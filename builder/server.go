@@ -289,7 +289,7 @@ func (s *Server) session(sess gliderssh.Session) int {
 			return refuse("%s", pier.ErrorMessage(err))
 		}
 		log.Error("looking up ssh key", "err", err)
-		return refuse("internal error; try again")
+		return refuse("%s", s.reason(err, "internal error; try again"))
 	}
 	log = log.With("user", user.Username)
 
@@ -459,7 +459,7 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	stopKeepalive()
 	if err != nil {
 		log.Warn("deploy failed", "commit", commit, "err", err, "duration", time.Since(start))
-		fmt.Fprintf(stderr, "pier: deploy failed: %s\n", oneLine(pier.ErrorMessage(err)))
+		fmt.Fprintf(stderr, "pier: deploy failed: %s\n", oneLine(s.reason(err, pier.ErrorMessage(err))))
 		if s.undoOrWarn(dir, j, log) {
 			fmt.Fprintf(stderr, "pier: %s was not updated: push again to retry\n", strings.TrimPrefix(ref, "refs/heads/"))
 		}
@@ -841,4 +841,13 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// reason is what the pusher is told of err: that Pier's database is not
+// answering, when the store says so (pier.StoreHealth), else def.
+func (s *Server) reason(err error, def string) string {
+	if h, ok := s.cfg.Store.(pier.StoreHealth); ok && h.Outage(err) {
+		return pier.OutageMessage
+	}
+	return def
 }

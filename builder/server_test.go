@@ -36,6 +36,7 @@ type harness struct {
 	t        *testing.T
 	ctx      context.Context
 	store    *postgres.DB
+	dsn      string // store's
 	cfg      Config
 	srv      *Server
 	port     string
@@ -53,13 +54,14 @@ func newHarness(t *testing.T, configure func(*Config)) *harness {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	store, err := postgres.Open(ctx, testenv.Database(t))
+	dsn := testenv.Database(t)
+	store, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
 	h := &harness{
-		t: t, ctx: ctx, store: store,
+		t: t, ctx: ctx, store: store, dsn: dsn,
 		deployer: &fakeDeployer{checkouts: t.TempDir()},
 		home:     t.TempDir(),
 		logs:     &testenv.Buffer{},
@@ -479,6 +481,28 @@ func TestDeployErrorFailsPush(t *testing.T) {
 	out, err = h.git(work, ada, "push", h.remote("shop"), "main")
 	if err == nil || !strings.Contains(out, "deploy failed: internal error") || strings.Contains(out, "secret.sock") {
 		t.Errorf("internal deploy error: %v\n%s", err, out)
+	}
+}
+
+// TestDeployOutageNamed: a deploy that failed because Pier's database
+// stopped answering tells the pusher so, rather than "internal error".
+func TestDeployOutageNamed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ada := h.user("ada", false)
+	h.app("shop", "ada")
+	// What the store returns while its database is cut off.
+	restore := testenv.CutOff(t, h.dsn)
+	_, storeErr := h.store.FindUser(h.ctx, "ada")
+	restore()
+	if storeErr == nil {
+		t.Fatal("the store answered while cut off")
+	}
+	h.deployer.err = storeErr
+	work := h.workRepo(map[string]string{"README": "x"})
+	out, err := h.git(work, ada, "push", h.remote("shop"), "main")
+	if err == nil || !strings.Contains(out, "pier: deploy failed: "+pier.OutageMessage) {
+		t.Errorf("push whose deploy met the outage: %v\n%s", err, out)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -86,7 +87,7 @@ For CI, prefer an API token (pier tokens:create) in PIER_TOKEN and PIER_URL.`,
 	var statusURL string
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Check that the Pier API answers",
+		Short: "Check that Pier is ready: its API answers, its database too, with the latest schema, and the apps have been converged (exit status 1 if not)",
 		Example: `  pier status
   pier status --url http://pier.localhost:8080`,
 		GroupID: "account",
@@ -108,10 +109,14 @@ For CI, prefer an API token (pier tokens:create) in PIER_TOKEN and PIER_URL.`,
 				return err
 			}
 			c.url = url
-			if err := client.New(url, "").Health(cmd.Context()); err != nil {
+			r, ready, err := client.New(url, "").Ready(cmd.Context())
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "Pier at %s is up.\n", url)
+			if !ready {
+				return notReady(url, r)
+			}
+			fmt.Fprintf(c.stdout, "Pier at %s is up and ready.\n", url)
 			return nil
 		},
 	}
@@ -354,4 +359,19 @@ func (c *cli) logout(ctx context.Context) error {
 	}
 	fmt.Fprintf(c.stdout, "Logged out of %s.\n", s.url)
 	return nil
+}
+
+// notReady says which of Pier's readiness checks fail, and why.
+func notReady(url string, r *client.Readiness) error {
+	var failing []string
+	for name, v := range r.Checks {
+		if v != "ok" {
+			failing = append(failing, name+": "+v)
+		}
+	}
+	sort.Strings(failing)
+	if len(failing) == 0 {
+		failing = []string{r.Status}
+	}
+	return fmt.Errorf("Pier at %s answers but is not ready: %s", url, strings.Join(failing, "; "))
 }

@@ -681,10 +681,20 @@ func TestTokensCreatePrintsTokenOnce(t *testing.T) {
 
 func TestStatusAndNormalizeURL(t *testing.T) {
 	api := newFakeAPI(t)
-	api.on("GET /healthz", 200, `{"status":"ok"}`)
+	api.on("GET /readyz", 200, `{"status":"ok","checks":{"database":"ok","migrations":"ok","scheduler":"ok"}}`)
 	e := newEnv(t)
 	r := e.run("", "status", "--url", api.URL)
 	mustOK(t, r)
+	if !strings.Contains(r.stdout, "up and ready") {
+		t.Fatalf("stdout %q", r.stdout)
+	}
+	// Not ready: the failing checks are named, and the exit status says so.
+	api.on("GET /readyz", 503, `{"status":"unavailable","checks":{"database":"not answering","migrations":"unknown: the database is not answering","scheduler":"ok"}}`)
+	r = e.run("", "status", "--url", api.URL)
+	mustFail(t, r, "is not ready: database: not answering; migrations: unknown")
+	if strings.Contains(r.stderr, "scheduler") {
+		t.Fatalf("a passing check named: %q", r.stderr)
+	}
 
 	for in, want := range map[string]string{
 		"pier.localhost:8080":        "http://pier.localhost:8080",

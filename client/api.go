@@ -20,6 +20,37 @@ func (c *Client) Health(ctx context.Context) error {
 	return c.Do(ctx, http.MethodGet, "/healthz", nil, nil, &out)
 }
 
+// Readiness is the answer of GET /readyz: Status "ok", or "unavailable"
+// with the failing checks (database, migrations, scheduler) saying why.
+type Readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// Ready reports whether the controller is ready to serve
+// (GET /readyz, which needs no credentials). A 503 is an answer, not an
+// error: ok is false and the Readiness names the failing checks.
+func (c *Client) Ready(ctx context.Context) (r *Readiness, ok bool, err error) {
+	resp, done, err := c.roundTrip(ctx, http.MethodGet, "/readyz", nil, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	defer done()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return nil, false, decodeError(resp, c.URL())
+	}
+	r = &Readiness{}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
+	if err == nil {
+		err = json.Unmarshal(data, r)
+	}
+	if err != nil || r.Status == "" {
+		return nil, false, fmt.Errorf("%s answered /readyz with %s and a body that is not Pier's readiness (is this the URL of a Pier API?)", c.URL(), resp.Status)
+	}
+	return r, resp.StatusCode == http.StatusOK, nil
+}
+
 // RegisterRequest creates a user. The first user needs BootstrapToken;
 // later ones need an admin's token (the client's) unless registration is open.
 type RegisterRequest struct {

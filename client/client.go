@@ -155,27 +155,11 @@ func (e *StatusError) Error() string {
 // path is relative to the base URL and must already be escaped. Error
 // answers become *pier.Error (API errors) or *StatusError (anything else).
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	if c.baseErr != nil {
-		return c.baseErr
-	}
-	parent := ctx
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	req, err := c.newRequest(ctx, method, path, query, in, "application/json")
+	resp, done, err := c.roundTrip(ctx, method, path, query, in)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		// Our own timeout fired (not the caller's deadline or cancellation).
-		if c.timeout > 0 && ctx.Err() != nil && parent.Err() == nil {
-			return &TimeoutError{URL: c.URL(), Timeout: c.timeout, err: err}
-		}
-		return err // a *url.Error naming method and URL (never the token)
-	}
+	defer done()
 	defer resp.Body.Close()
 
 	if resp.StatusCode >= 400 {
@@ -196,6 +180,34 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("%s answered %s with a body that is not the expected JSON (is this the URL of a Pier API?): %v", c.URL(), resp.Status, err)
 	}
 	return nil
+}
+
+// roundTrip sends a JSON request and returns the answer, whatever its
+// status; done ends the client's timeout once the body has been read.
+func (c *Client) roundTrip(ctx context.Context, method, path string, query url.Values, in any) (_ *http.Response, done func(), _ error) {
+	if c.baseErr != nil {
+		return nil, nil, c.baseErr
+	}
+	parent := ctx
+	cancel := func() {}
+	if c.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
+	req, err := c.newRequest(ctx, method, path, query, in, "application/json")
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		defer cancel()
+		// Our own timeout fired (not the caller's deadline or cancellation).
+		if c.timeout > 0 && ctx.Err() != nil && parent.Err() == nil {
+			return nil, nil, &TimeoutError{URL: c.URL(), Timeout: c.timeout, err: err}
+		}
+		return nil, nil, err // a *url.Error naming method and URL (never the token)
+	}
+	return resp, cancel, nil
 }
 
 // newRequest makes a request of path (relative to the base URL, already

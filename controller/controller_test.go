@@ -25,6 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type env struct {
 	t            *testing.T
 	db           *postgres.DB
+	dsn          string // db's
 	api          *controller.Server
 	rec          *controller.Reconciler // nil unless made with newEnvWith
 	srv          *httptest.Server
@@ -39,12 +40,13 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
 func newEnvWith(t *testing.T, sched pier.Scheduler, mods ...func(*controller.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, testenv.Database(t))
+	dsn := testenv.Database(t)
+	db, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	e := &env{t: t, db: db}
+	e := &env{t: t, db: db, dsn: dsn}
 	cfg := controller.Config{Store: db, PublicURL: "http://pier.localhost:8080"}
 	if sched != nil {
 		e.rec = controller.NewReconciler(db, sched, nil)

@@ -57,7 +57,21 @@ type errorBody struct {
 // writeError answers with err's code and message. Internal errors are
 // logged with their detail and answered with a generic message, so that no
 // SQL, path or secret leaks to the caller.
+//
+// An error met while the database is not answering (see withHealth) is
+// answered 503 with Retry-After and a message naming the cause, whatever
+// it was in detail: a lost connection is not a bug of the caller or of
+// Pier. Its detail goes to the debug log.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	if outage(r.Context(), err) {
+		log.DebugContext(r.Context(), "database outage", "method", r.Method, "path", r.URL.Path, "err", err)
+		var body errorBody
+		body.Error.Code = pier.EUNAVAILABLE
+		body.Error.Message = pier.OutageMessage
+		w.Header().Set("Retry-After", outageRetryAfter)
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
 	code := pier.ErrorCode(err)
 	switch code {
 	case pier.EINTERNAL:

@@ -20,7 +20,7 @@ func openAPIDocument(routes []route) ([]byte, error) {
 			"summary":     rt.summary,
 			"operationId": strings.ToLower(rt.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(rt.pattern),
 		}
-		if rt.access == public {
+		if rt.access == public || rt.access == probe {
 			op["security"] = []any{}
 		}
 		var params []any

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pierpaas/pier"
@@ -31,6 +32,8 @@ type Reconciler struct {
 	mu        sync.Mutex
 	locks     map[string]*sync.Mutex
 	onDestroy []func(ctx context.Context, app string) error
+
+	synced atomic.Bool // Sync has converged every app once (Synced)
 }
 
 // NewReconciler returns a Reconciler of sched onto store.
@@ -94,7 +97,8 @@ func (r *Reconciler) converge(ctx context.Context, app string) error {
 		}
 		err = r.apply(ctx, d)
 		if err == nil && rel.Status == pier.ReleasePending {
-			if err := r.store.MarkReleaseSucceeded(ctx, app, rel.Version); err != nil {
+			err := r.whileOutage(ctx, func() error { return r.store.MarkReleaseSucceeded(ctx, app, rel.Version) })
+			if err != nil {
 				r.log.ErrorContext(ctx, "mark release succeeded", "app", app, "version", rel.Version, "err", err)
 			}
 		}
@@ -121,7 +125,11 @@ func (r *Reconciler) converge(ctx context.Context, app string) error {
 			return pier.Errorf(pier.EROLLOUT, "%s\nv%d ran before this, so it is neither marked failed nor rolled back: undo what changed (such as `pier scale` or `pier limits:unset`), or fix its cause", err, rel.Version)
 		}
 		reason := err.Error()
-		if _, ferr := r.store.MarkReleaseFailed(ctx, app, rel.Version, reason, platformActor); ferr != nil {
+		ferr := r.whileOutage(ctx, func() error {
+			_, err := r.store.MarkReleaseFailed(ctx, app, rel.Version, reason, platformActor)
+			return err
+		})
+		if ferr != nil {
 			return fmt.Errorf("%w; marking v%d failed did not work: %w", err, rel.Version, ferr)
 		}
 		r.log.WarnContext(ctx, "release failed", "app", app, "version", rel.Version, "reason", firstLine(reason))
@@ -233,6 +241,69 @@ func (r *Reconciler) OnDestroy(fn func(ctx context.Context, app string) error) {
 // what runs of an app that no longer exists is destroyed. One app failing
 // does not stop the others; the errors are joined.
 func (r *Reconciler) ConvergeAll(ctx context.Context) error {
+	_, err := r.convergeAll(ctx)
+	return err
+}
+
+// Sync is the converge at start: ConvergeAll, tried again with backoff
+// until it has listed the apps (the database may not answer yet, or stop
+// answering in between). Once it has converged them all (each app's own
+// failure is its state to report, and is logged), Synced reports true.
+func (r *Reconciler) Sync(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		listed, err := r.convergeAll(ctx)
+		if listed {
+			r.synced.Store(true)
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		r.log.WarnContext(ctx, "converge at start: cannot list the apps; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Synced reports whether Sync has converged every app since start: what
+// /readyz calls the scheduler check.
+func (r *Reconciler) Synced() bool { return r.synced.Load() }
+
+// markRetryMax bounds how long whileOutage tries again.
+const markRetryMax = 5 * time.Minute
+
+// whileOutage runs fn, and again with backoff for as long as it fails
+// because the database is not answering (pier.StoreHealth), for at most
+// markRetryMax. It is for the writes that record what the scheduler did,
+// such as marking a release succeeded: lost to an outage, the release
+// would stay pending for good. fn must be safe to run twice.
+func (r *Reconciler) whileOutage(ctx context.Context, fn func() error) error {
+	h, ok := r.store.(pier.StoreHealth)
+	deadline := time.Now().Add(markRetryMax)
+	backoff := 200 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !ok || !h.Outage(err) || time.Now().After(deadline) {
+			return err
+		}
+		r.log.DebugContext(ctx, "the database is not answering; trying again", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// convergeAll is ConvergeAll; listed says whether it got as far as
+// listing every app.
+func (r *Reconciler) convergeAll(ctx context.Context) (listed bool, _ error) {
 	// Listed before the apps: an app that shows up here and not in
 	// Postgres below was destroyed, not created in between (its rows come
 	// before anything runs of it).
@@ -251,7 +322,7 @@ func (r *Reconciler) ConvergeAll(ctx context.Context) error {
 	for {
 		apps, next, err := r.store.ListApps(ctx, all, p)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for _, a := range apps {
 			known[a.Name] = true
@@ -284,9 +355,9 @@ func (r *Reconciler) ConvergeAll(ctx context.Context) error {
 		work(app, r.Destroy, "destroy what runs of a destroyed app")
 	})
 	if len(errs) > 0 {
-		return fmt.Errorf("%d app(s) did not converge: %w", len(errs), errors.Join(errs...))
+		return true, fmt.Errorf("%d app(s) did not converge: %w", len(errs), errors.Join(errs...))
 	}
-	return nil
+	return true, nil
 }
 
 // convergeWorkers is how many apps ConvergeAll converges at once.
@@ -448,7 +519,12 @@ func (r *Reconciler) Deploy(ctx context.Context, strategy pier.BuildStrategy, re
 	// between (a config:set, a scale): then the scheduler is corrected.
 	// Applying the same again would be a no-op that still costs a write per
 	// object and a rollout check.
-	if same, err := r.applied(ctx, d, rel); err == nil && same {
+	var same bool
+	err = r.whileOutage(ctx, func() (err error) {
+		same, err = r.applied(ctx, d, rel)
+		return err
+	})
+	if err == nil && same {
 		return rel, nil
 	}
 	if err := r.converge(ctx, req.App); err != nil {

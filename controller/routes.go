@@ -13,6 +13,7 @@ type access int
 
 const (
 	public    access = iota // anyone; a valid token is still read if sent
+	probe                   // anyone; credentials are not read, so that a health probe never waits on the database for them
 	signedIn                // any authenticated user
 	adminOnly               // an admin
 	appMember               // the app's owner, its collaborators, or an admin
@@ -37,7 +38,8 @@ func (s *Server) routeTable() []route {
 		Value string `json:"value"`
 	}
 	return []route{
-		{"GET", "/healthz", "Health check", public, nil, map[string]string{}, 200, s.health},
+		{"GET", "/healthz", "Liveness: 200 unless the database has been down for longer than the grace period (pierd --database-grace), then 503", probe, nil, healthBody{}, 200, s.liveness},
+		{"GET", "/readyz", "Readiness: 200 when the database answers, its schema is at the latest migration and the apps have been converged since start; else 503 naming the failing checks", probe, nil, healthBody{}, 200, s.readiness},
 		{"GET", "/v1/openapi.json", "This OpenAPI document", public, nil, map[string]any{}, 200, s.openAPI},
 
 		{"POST", "/v1/auth/register", "Create a user (the first needs the bootstrap token and becomes admin)", public, registerRequest{}, pier.User{}, 201, s.register},
@@ -129,6 +131,7 @@ type ctxKey int
 const (
 	ctxCaller ctxKey = iota
 	ctxApp
+	ctxHealth // the store's pier.StoreHealth (withHealth)
 )
 
 // caller is who is calling: the user and how they authenticated.
@@ -202,6 +205,9 @@ func (s *Server) endpoint(rt route) http.Handler {
 // authorize authenticates the caller and checks the route's access rule,
 // returning the request with the caller (and app) in its context.
 func (s *Server) authorize(r *http.Request, a access) (*http.Request, error) {
+	if a == probe {
+		return r, nil
+	}
 	c, err := s.authenticate(r) // nil, nil when no credentials were sent
 	if err != nil {
 		return r, err
@@ -238,10 +244,6 @@ func (s *Server) authorize(r *http.Request, a access) (*http.Request, error) {
 		ctx = context.WithValue(ctx, ctxApp, app)
 	}
 	return r.WithContext(ctx), nil
-}
-
-func (s *Server) health(w http.ResponseWriter, r *http.Request) (any, error) {
-	return map[string]string{"status": "ok"}, nil
 }
 
 func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -53,6 +53,10 @@ type Config struct {
 	// images: builds:create refuses an image of that registry outside the
 	// app's own repository.
 	ImageRepository func(app string) string
+	// DatabaseGrace is how long the database may be down before /healthz
+	// fails, so that a supervisor restarts pierd (default
+	// DefaultDatabaseGrace).
+	DatabaseGrace time.Duration
 	// ServiceTokenRevoked, when set, is called after a service token has
 	// been revoked (pierd then replaces the tokens it keeps for the
 	// chart's pods, --service-tokens-secret). It must not block.
@@ -85,6 +89,7 @@ type Server struct {
 	registry  http.Handler
 	revoked   func()                  // Config.ServiceTokenRevoked
 	imageRepo func(app string) string // Config.ImageRepository
+	grace     time.Duration           // Config.DatabaseGrace
 }
 
 // New makes a Server, loading (or on first start creating) the token
@@ -109,7 +114,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth, revoked: cfg.ServiceTokenRevoked, imageRepo: cfg.ImageRepository}
+	if cfg.DatabaseGrace <= 0 {
+		cfg.DatabaseGrace = DefaultDatabaseGrace
+	}
+	s := &Server{store: cfg.Store, log: cfg.Logger, public: u, domain: u.Hostname(), now: cfg.Now, rec: cfg.Reconciler, gitURL: cfg.GitURL, builder: cfg.DefaultBuilder, acme: cfg.ACME, registry: cfg.RegistryAuth, revoked: cfg.ServiceTokenRevoked, imageRepo: cfg.ImageRepository, grace: cfg.DatabaseGrace}
 	s.tokens, err = newTokenIssuer(ctx, cfg.Store, cfg.SessionTTL, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -199,7 +207,8 @@ func (s *Server) appURL(app string) string {
 func (s *Server) router() http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
-	r.Use(s.recoverer)
+	r.Use(s.recoverer) // outside withHealth: a panic is a bug, a 500, even during an outage
+	r.Use(s.withHealth)
 	r.Use(s.accessLog)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, pier.Errorf(pier.ENOTFOUND, "no such endpoint %s %s: see /v1/openapi.json", r.Method, clipPath(r.URL.Path)))
@@ -250,8 +259,8 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		next.ServeHTTP(ww, r)
-		if r.URL.Path == "/healthz" {
-			return
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			return // probes, every few seconds
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method), slog.String("path", clipPath(r.URL.Path)),

@@ -22,8 +22,9 @@ import (
 // DB is a pier.Store on a pool of connections to one database.
 type DB struct {
 	pool         *pgxpool.Pool
-	uidLo, uidHi int    // the range of new apps' uids (SetAppUIDs)
-	dataDir      string // where the server keeps its files, for disk-full errors (SetDataDir)
+	uidLo, uidHi int      // the range of new apps' uids (SetAppUIDs)
+	dataDir      string   // where the server keeps its files, for disk-full errors (SetDataDir)
+	mon          *monitor // the database's health (health.go)
 }
 
 var _ pier.Store = (*DB)(nil)
@@ -55,7 +56,9 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}, nil
+	db := &DB{pool: pool, uidLo: DefaultAppUIDLow, uidHi: DefaultAppUIDHigh}
+	db.startMonitor()
+	return db, nil
 }
 
 // Migrate applies any pending migrations to the database at dsn.
@@ -81,8 +84,12 @@ func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
 	return nil
 }
 
-// Close closes every connection.
-func (db *DB) Close() { db.pool.Close() }
+// Close stops the health monitor and closes every connection.
+func (db *DB) Close() {
+	db.mon.stop()
+	<-db.mon.done
+	db.pool.Close()
+}
 
 // Pool is the underlying pool, for benchmarks and tests.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }

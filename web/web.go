@@ -283,6 +283,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case pier.ETOOMANY:
 		return http.StatusTooManyRequests
+	case pier.EUNAVAILABLE: // such as the API's answer while Pier's database is down
+		return http.StatusServiceUnavailable
 	}
 	var pe *pier.Error
 	if errors.As(err, &pe) && pe.Code != pier.EINTERNAL {

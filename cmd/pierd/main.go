@@ -78,6 +78,7 @@ type options struct {
 	tls                         platformCert
 	publicURL                   string
 	sessionTTL                  time.Duration
+	databaseGrace               time.Duration // /healthz fails once the database is down longer
 	logLevel                    string
 	sshAddr                     string
 	sshPublic                   string // host[:port] in the git remotes handed out; "": localhost
@@ -164,6 +165,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	if v := os.Getenv("PIER_DATABASE_GRACE"); v != "" {
+		if _, err := time.ParseDuration(v); err != nil {
+			fmt.Fprintf(stderr, "pierd: PIER_DATABASE_GRACE=%q is not a duration: give one such as 2m or 90s\n", v)
+			return 2
+		}
+	}
+	if o.databaseGrace <= 0 {
+		fmt.Fprintf(stderr, "pierd: --database-grace %s: give a positive duration, such as 2m\n", o.databaseGrace)
+		return 2
+	}
 	if o.rolloutTimeout <= 0 {
 		fmt.Fprintf(stderr, "pierd: --rollout-timeout %s: give a positive duration, such as 5m\n", o.rolloutTimeout)
 		return 2
@@ -242,6 +253,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.networkPolicy, "network-policy", env("PIER_NETWORK_POLICY", "true") != "false", "with --scheduler=kubernetes: write a default-deny-ingress NetworkPolicy in every app namespace, admitting only the router; --network-policy=false writes none (env PIER_NETWORK_POLICY)")
 	fs.StringVar(&o.serviceTokensSecret, "service-tokens-secret", env("PIER_SERVICE_TOKENS_SECRET", ""), "NAMESPACE/NAME of a Kubernetes Secret that pierd fills at start with a router and a builder service token (keys router and builder) for the router and builder pods to mount, so no one creates them by hand; the Helm chart makes it, empty (env PIER_SERVICE_TOKENS_SECRET)")
 	fs.DurationVar(&o.rolloutTimeout, "rollout-timeout", envDuration("PIER_ROLLOUT_TIMEOUT", 5*time.Minute), "with --scheduler=kubernetes: how long a release's pods have to become Ready before the release is marked failed and the previous one restored (env PIER_ROLLOUT_TIMEOUT)")
+	fs.DurationVar(&o.databaseGrace, "database-grace", envDuration("PIER_DATABASE_GRACE", controller.DefaultDatabaseGrace), "how long the database may be down before /healthz (liveness) fails, so that a supervisor (a kubelet, systemd, Docker) restarts pierd; shorter outages are answered 503 with Retry-After, and pierd reconnects by itself (env PIER_DATABASE_GRACE)")
 	fs.DurationVar(&o.sessionTTL, "session-ttl", 12*time.Hour, "lifetime of a login session token")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", env("PIER_TRUSTED_PROXIES", ""), "comma-separated networks of the proxies in front of pierd (a load balancer), such as 10.0.0.0/8: the router believes their X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID; default none (env PIER_TRUSTED_PROXIES)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", env("PIER_METRICS_ADDR", ""), "pierd all: serve Prometheus metrics (the router's requests and latency per app and status, Go runtime) at http://ADDR/metrics, such as 127.0.0.1:9180; empty: off (env PIER_METRICS_ADDR)")
@@ -264,8 +276,11 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // database returns the DSN to use, starting the embedded Postgres when no
-// URL was given. stop stops what was started.
-func database(ctx context.Context, o options, out io.Writer) (dsn string, stop func(), err error) {
+// URL was given. stop stops what was started. log, for a server (nil for a
+// one-off command), has the embedded Postgres supervised: started again
+// if it dies. A one-off command leaves a cluster it found running (an
+// earlier pierd's) running.
+func database(ctx context.Context, o options, out io.Writer, log *slog.Logger) (dsn string, stop func(), err error) {
 	if o.databaseURL != "" {
 		return o.databaseURL, func() {}, nil
 	}
@@ -277,7 +292,13 @@ func database(ctx context.Context, o options, out io.Writer) (dsn string, stop f
 	if err := c.Start(ctx); err != nil {
 		return "", nil, fmt.Errorf("embedded Postgres: %w", err)
 	}
+	var sup *embedded.Supervisor
 	stop = func() {
+		if sup != nil {
+			sup.Stop() // first: it would start the stopped cluster again
+		} else if c.Adopted {
+			return // an earlier pierd's, still serving it
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := c.Stop(sctx); err != nil {
@@ -288,11 +309,16 @@ func database(ctx context.Context, o options, out io.Writer) (dsn string, stop f
 		stop()
 		return "", nil, err
 	}
-	return c.DSN("pier"), stop, nil
+	dsn = c.DSN("pier")
+	if log != nil {
+		// From here on only the supervisor touches c, until stop.
+		sup = c.Supervise(ctx, log)
+	}
+	return dsn, stop, nil
 }
 
 func migrate(ctx context.Context, o options, out io.Writer) error {
-	dsn, stop, err := database(ctx, o, out)
+	dsn, stop, err := database(ctx, o, out, nil)
 	if err != nil {
 		return err
 	}
@@ -305,7 +331,7 @@ func migrate(ctx context.Context, o options, out io.Writer) error {
 }
 
 func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Logger) error {
-	dsn, stopDB, err := database(ctx, o, out)
+	dsn, stopDB, err := database(ctx, o, out, log)
 	if err != nil {
 		return err
 	}
@@ -347,7 +373,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		ln.Close()
 		return err
 	}
-	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL}
+	cfg := controller.Config{Store: db, Logger: log, PublicURL: public, SessionTTL: o.sessionTTL, DatabaseGrace: o.databaseGrace}
 	cfg.ACME = o.acme.directory != ""
 	cfg.RegistryAuth = o.registryToken.handler()
 	if o.registry != "" {
@@ -384,11 +410,7 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 		defer stop()
 		cfg.Reconciler = controller.NewReconciler(db, sched, log)
 		routes, _ = sched.(controller.RouteSource)
-		go func() {
-			if err := cfg.Reconciler.ConvergeAll(ctx); err != nil {
-				log.Error("converge at start", "err", err)
-			}
-		}()
+		syncApps(ctx, db, cfg.Reconciler, log)
 		// What is deleted behind Pier's back comes back.
 		go cfg.Reconciler.Watch(ctx)
 	}
@@ -466,6 +488,23 @@ func serve(ctx context.Context, all bool, o options, out io.Writer, log *slog.Lo
 	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// syncApps converges every app at start, until it has listed them, and
+// again each time the database answers after an outage: what was changed
+// or recorded half-way while it was down is brought back to what it says.
+func syncApps(ctx context.Context, db *postgres.DB, rec *controller.Reconciler, log *slog.Logger) {
+	go func() {
+		if err := rec.Sync(ctx); err != nil {
+			log.Error("converge at start", "err", err)
+		}
+	}()
+	db.OnReconnect(func() {
+		log.Warn("the database answers again; converging every app")
+		if err := rec.ConvergeAll(ctx); err != nil && ctx.Err() == nil {
+			log.Error("converge after the database came back", "err", err)
+		}
+	})
 }
 
 // env is the environment variable name's value, or def when it is unset or

@@ -347,14 +347,13 @@ func (p *platform) serveAll(ctx context.Context, o options, db *postgres.DB, api
 	}
 
 	// Bring every app back to what Postgres says it runs, once the host
-	// builds a restore left missing are rebuilt (rebuild.go).
+	// builds a restore left missing are rebuilt (rebuild.go), and again
+	// after each outage of the database.
 	go func() {
 		if n := p.rebuildMissing(ctx, db, o.dataDir, log); n > 0 {
 			fmt.Fprintf(out, "Rebuilt %d missing builds from their repositories\n", n)
 		}
-		if err := p.rec.ConvergeAll(ctx); err != nil {
-			log.Error("converge at start", "err", err)
-		}
+		syncApps(ctx, db, p.rec, log)
 	}()
 	// What is deleted behind Pier's back comes back (schedulers that
 	// report it: Kubernetes).
@@ -393,9 +392,15 @@ func (p *platform) startRouter(ctx context.Context, o options, db *postgres.DB, 
 		Domain:         u.Hostname(),
 		API:            apiH,
 		TrustedProxies: trusted,
+		// Asked only for a host without a route, never for an app that
+		// serves, so that the router does not depend on the database.
+		// While the database is down an app is taken to exist: "no
+		// process, try again" rather than a 404 that a browser caches.
 		Known: func(app string) bool {
-			_, _, err := db.AppAccess(context.Background(), app, "")
-			return err == nil
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, _, err := db.AppAccess(ctx, app, "")
+			return err == nil || db.Outage(err)
 		},
 		Logger: log,
 	}
