@@ -84,7 +84,14 @@ func (s *Supervisor) restart(ctx context.Context, pid int) {
 	backoff := restartBackoff
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		s.c.clearLocks()
-		err := s.c.Start(ctx)
+		var err error
+		if !exists(filepath.Join(s.c.Dir, "PG_VERSION")) {
+			// Start would initdb an empty cluster over a data dir that
+			// vanished (an unmounted volume): never. Pier's state is in it.
+			err = fmt.Errorf("the data directory %s is gone or unreadable; not creating a new one (restore it, or its volume)", s.c.Dir)
+		} else {
+			err = s.c.Start(ctx)
+		}
 		if err == nil {
 			s.log.Warn("embedded postgres: started again", "took", time.Since(start).Round(time.Millisecond), "attempts", attempt)
 			return

@@ -89,6 +89,50 @@ func TestSupervise(t *testing.T) {
 	}
 }
 
+// TestSuperviseNeverInitdb: a data dir that vanished under a supervised
+// cluster (an unmounted volume) is never replaced by a new, empty one; the
+// supervisor waits, and starts the cluster once the dir is back.
+func TestSuperviseNeverInitdb(t *testing.T) {
+	needPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	base := t.TempDir()
+	c := New(base)
+	c.Fast = true
+	t.Cleanup(func() { New(base).Destroy(context.Background()) })
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	probe := *c
+	pid, ok := probe.runningPID()
+	if !ok {
+		t.Fatal("no postmaster")
+	}
+	sup := c.Supervise(ctx, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	t.Cleanup(sup.Stop)
+	away := c.Dir + ".away"
+	if err := os.Rename(c.Dir, away); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Several restart attempts (backoff 0.5 s, 1 s, 2 s) find no data dir.
+	time.Sleep(4 * time.Second)
+	if _, err := os.Lstat(c.Dir); !os.IsNotExist(err) {
+		t.Fatalf("the supervisor made a data dir where the old one vanished (%v)", err)
+	}
+	if err := os.Rename(away, c.Dir); err != nil {
+		t.Fatal(err)
+	}
+	for !probe.ready(ctx) {
+		if ctx.Err() != nil {
+			t.Fatalf("the cluster was not started once its data dir came back:\n%s", tail(c.LogFile, 0, 4096))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestStartAdopts: a second Start on a running cluster adopts it.
 func TestStartAdopts(t *testing.T) {
 	needPostgres(t)
