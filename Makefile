@@ -5,7 +5,7 @@ BIN     := bin
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build lifecycle buildpacks builder-image run kube kube-up manifests test test-short vet bench bench-push bench-kube bench-pack bench-router bench-propagation clean
+.PHONY: help build lifecycle buildpacks builder-image run kube kube-up manifests test test-short chaos vet bench bench-push bench-kube bench-pack bench-router bench-propagation clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,7 +65,13 @@ vet: ## go vet every package
 	$(GO) vet ./...
 
 test: vet kube ## run every test, integration tiers included (Kubernetes too), with the race detector
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+# TestChaos (cmd/pierd/chaos_test.go) runs 20 rounds in `make test`; here N.
+# A round takes a few seconds; PIER_CHAOS_SEED=<seed it printed> replays a run.
+N ?= 200
+chaos: ## N rounds (default 200) of random operations with random SIGKILLs on pierd all, checking invariants after each (needs root)
+	$(GO) test -count=1 -run '^TestChaos$$' -timeout 2h -v ./cmd/pierd/ -chaos $(N)
 
 test-short: ## the fast inner loop: unit tests only
 	$(GO) test -short ./...

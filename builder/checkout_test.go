@@ -176,3 +176,55 @@ func TestSymlinkChainEscapesCheckout(t *testing.T) {
 		t.Errorf("a link loop: %v", err)
 	}
 }
+
+// A push is checked out in its server's TreeDir, and ResetTreeDir, run
+// when the server starts, removes what a killed server left there.
+func TestCheckoutInTreeDir(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	work, bare := t.TempDir(), t.TempDir()
+	git := func(dir string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@example.com", "GIT_COMMITTER_NAME=a", "GIT_COMMITTER_EMAIL=a@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git(work, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(work, "main.go"), []byte("package main\n"), 0o644)
+	git(work, "add", ".")
+	git(work, "commit", "-q", "-m", "one")
+	git(bare, "init", "-q", "--bare")
+	git(work, "push", "-q", bare, "main")
+
+	trees := filepath.Join(t.TempDir(), "src")
+	if err := ResetTreeDir(trees); err != nil {
+		t.Fatal(err)
+	}
+	req := DeployRequest{Repo: bare, Commit: git(work, "rev-parse", "HEAD"), TreeDir: trees}
+	dir, remove, err := req.Checkout(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(dir) != trees {
+		t.Fatalf("checked out in %s, not in TreeDir %s", dir, trees)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "main.go")); err != nil || string(b) != "package main\n" {
+		t.Fatalf("main.go: %q %v", b, err)
+	}
+	// The server is killed before remove runs; the next one starts.
+	_ = remove
+	if err := ResetTreeDir(trees); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(trees); len(left) != 0 {
+		t.Fatalf("left in TreeDir after ResetTreeDir: %v", left)
+	}
+	if fi, err := os.Stat(trees); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("TreeDir after ResetTreeDir: %v %v", fi, err)
+	}
+}

@@ -31,6 +31,9 @@ type DeployRequest struct {
 	// Log streams to the pusher's terminal (the SSH session's stderr). It
 	// is safe for concurrent writes (a build's stdout and stderr).
 	Log io.Writer
+	// TreeDir is where Checkout makes the tree's directory (Config.TreeDir);
+	// "" is the system's temporary directory.
+	TreeDir string
 }
 
 // DeployerFunc adapts a function to Deployer.
@@ -39,26 +42,41 @@ type DeployerFunc func(ctx context.Context, req DeployRequest) error
 // Deploy calls f.
 func (f DeployerFunc) Deploy(ctx context.Context, req DeployRequest) error { return f(ctx, req) }
 
-// Checkout writes the pushed commit's tree into a new temporary directory
-// (CheckoutTree) for a build, and returns it and what removes it.
-// A full disk is pier.NoSpace, naming the temporary directory, and leaves
-// nothing behind.
+// Checkout writes the pushed commit's tree into a new directory of
+// r.TreeDir (CheckoutTree) for a build, and returns it and what removes it.
+// A full disk is pier.NoSpace, naming that directory, and leaves nothing
+// behind.
 func (r DeployRequest) Checkout(ctx context.Context) (dir string, remove func(), err error) {
-	dir, err = os.MkdirTemp("", "pier-src-")
+	dir, err = os.MkdirTemp(r.TreeDir, "pier-src-")
 	if err != nil {
-		return "", nil, checkoutError(err)
+		return "", nil, r.checkoutError(err)
 	}
 	remove = func() { os.RemoveAll(dir) }
 	if err := CheckoutTree(ctx, r.Repo, r.Commit, dir); err != nil {
 		remove()
-		return "", nil, checkoutError(err)
+		return "", nil, r.checkoutError(err)
 	}
 	return dir, remove, nil
 }
 
-func checkoutError(err error) error {
+// ResetTreeDir empties dir, or makes it (0700), for the pushed trees of a
+// server starting: a server killed during a build leaves its tree behind,
+// and no one else would ever remove it. Only the server writes there (as
+// root, builds copy the tree; they never get it), so it is removed by path.
+func ResetTreeDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("emptying the pushed trees' directory: %w", err)
+	}
+	return os.MkdirAll(dir, 0o700)
+}
+
+func (r DeployRequest) checkoutError(err error) error {
 	if pier.IsNoSpace(err) {
-		return fmt.Errorf("checking out the pushed tree: %w (%w)", pier.NoSpace(os.TempDir()), err)
+		dir := r.TreeDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		return fmt.Errorf("checking out the pushed tree: %w (%w)", pier.NoSpace(dir), err)
 	}
 	return err
 }

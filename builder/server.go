@@ -73,6 +73,10 @@ type Config struct {
 	IdleTimeout  time.Duration // connection closed after this long without traffic either way; none if < 0
 	MaxTimeout   time.Duration // connection closed after this long whatever happens; none if < 0
 	LockTimeout  time.Duration // how long a push waits for another push to the same app
+	// TreeDir is where pushes are checked out while they build
+	// (DeployRequest.TreeDir); the caller empties it at start
+	// (ResetTreeDir). "": the system's temporary directory.
+	TreeDir string
 
 	// LoginGraceTime closes a connection that has not authenticated this
 	// long after it was accepted; DefaultLoginGraceTime if 0, none if < 0.
@@ -449,12 +453,13 @@ func (s *Server) receive(sess gliderssh.Session, username string, admin bool, ap
 	log.Info("deploying", "ref", ref, "commit", commit)
 	stopKeepalive := s.keepalive(ctx)
 	err = s.cfg.Deployer.Deploy(ctx, DeployRequest{
-		App:    app,
-		User:   username,
-		Repo:   dir,
-		Commit: commit,
-		Ref:    ref,
-		Log:    stderr,
+		App:     app,
+		User:    username,
+		Repo:    dir,
+		Commit:  commit,
+		Ref:     ref,
+		Log:     stderr,
+		TreeDir: s.cfg.TreeDir,
 	})
 	stopKeepalive()
 	if err != nil {

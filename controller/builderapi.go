@@ -77,6 +77,9 @@ type BuilderAPIConfig struct {
 	Deploy func(ctx context.Context, d BuilderDeploy) (*pier.Release, error)
 	AppURL func(app string) string
 	Logger *slog.Logger
+	// TreeDir is where the pushed trees are unpacked while they build; the
+	// caller empties it at start. "": the system's temporary directory.
+	TreeDir string
 }
 
 // BuilderAPI serves the builder API (BuilderPathPrefix) on the internal
@@ -192,9 +195,9 @@ func (b *builderAPI) deploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, log, err)
 		return
 	}
-	src, err := os.MkdirTemp("", "pier-src-")
+	src, err := os.MkdirTemp(b.cfg.TreeDir, "pier-src-")
 	if err != nil {
-		writeError(w, r, log, sourceError(err))
+		writeError(w, r, log, b.sourceError(err))
 		return
 	}
 	defer os.RemoveAll(src)
@@ -202,7 +205,7 @@ func (b *builderAPI) deploy(w http.ResponseWriter, r *http.Request) {
 		if !pier.IsNoSpace(err) {
 			err = pier.Errorf(pier.EINVALID, "the source: %v", err)
 		}
-		writeError(w, r, log, sourceError(err))
+		writeError(w, r, log, b.sourceError(err))
 		return
 	}
 
@@ -265,9 +268,13 @@ func (f *frameWriter) flush() {
 
 // sourceError is a full disk where a pushed tree is unpacked as
 // pier.NoSpace (the rest of the tree is removed), else err.
-func sourceError(err error) error {
+func (b *builderAPI) sourceError(err error) error {
 	if pier.IsNoSpace(err) {
-		return fmt.Errorf("%w (%w)", pier.NoSpace(os.TempDir()), err)
+		dir := b.cfg.TreeDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		return fmt.Errorf("%w (%w)", pier.NoSpace(dir), err)
 	}
 	return err
 }

@@ -212,7 +212,41 @@ func New(cfg Config) (*Strategy, error) {
 			os.RemoveAll(o)
 		}
 	}
+	s.sweepScratch()
 	return s, nil
+}
+
+// scratchPatterns match what a build leaves in its app's directory when
+// pierd is killed during it: its scratch dir, whose platform env dir holds
+// the app's config values, and a half-saved cache.
+var scratchPatterns = []string{".tmp-*", ".cache.new-*"}
+
+// sweepScratch removes what builds of an earlier, killed pierd left in
+// every app's directory (their phases were killed by New): the config
+// values must not stay on disk until the app's next build, which may never
+// come; and the build dirs those builds never finished (a build gets its
+// cnb/ dir last, and only a finished build is recorded), which would stay
+// for good.
+func (s *Strategy) sweepScratch() {
+	var left []string
+	for _, pattern := range scratchPatterns {
+		l, _ := filepath.Glob(filepath.Join(s.cfg.WorkDir, "*", pattern))
+		left = append(left, l...)
+	}
+	builds, _ := filepath.Glob(filepath.Join(s.cfg.WorkDir, "*", "*"))
+	for _, b := range builds {
+		if strings.HasPrefix(filepath.Base(b), ".") || strings.HasPrefix(filepath.Base(filepath.Dir(b)), ".") {
+			continue // a cache, the records, the stage
+		}
+		if _, err := os.Lstat(filepath.Join(b, "cnb")); errors.Is(err, fs.ErrNotExist) {
+			left = append(left, b)
+		}
+	}
+	for _, l := range left {
+		if err := RemoveAll(l); err != nil {
+			s.cfg.Logger.Warn("removing what a killed build left", "dir", l, "err", err)
+		}
+	}
 }
 
 // Name is "host".
@@ -379,13 +413,14 @@ func (s *Strategy) build(ctx context.Context, req pier.BuildRequest, id string, 
 	if err := s.appDir(appRoot, gid); err != nil {
 		return nil, err
 	}
-	// What a pierd killed mid-build left: scratch dirs (config values) and
-	// half-saved caches. Builds of the app take turns, so none is in use.
-	for _, pattern := range []string{".tmp-*", ".cache.new-*"} {
+	// New swept what a killed pierd's builds left; a cache whose saving
+	// failed in this process may be left too. Builds of the app take
+	// turns, so none is in use.
+	for _, pattern := range scratchPatterns {
 		left, _ := filepath.Glob(filepath.Join(appRoot, pattern))
 		for _, l := range left {
 			if l != tmp {
-				os.RemoveAll(l)
+				RemoveAll(l)
 			}
 		}
 	}

@@ -460,7 +460,9 @@ func buildMain() {
 }
 
 // A build has no death signal: killed with pierd, its phase runs on. The
-// next New on the same WorkDir kills it, from the record of its group.
+// next New on the same WorkDir kills it, from the record of its group, and
+// removes its scratch dir (config values), half-saved cache and unfinished
+// build dir.
 func TestNewReapsTheBuildOfAKilledPierd(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("process group records need Linux")
@@ -524,6 +526,17 @@ func TestNewReapsTheBuildOfAKilledPierd(t *testing.T) {
 		t.Fatal("the compiler died with pierd: nothing left to reap")
 	}
 
+	// Its scratch dir, which holds the config values, is left too, and
+	// its unfinished build dir; and a half-saved cache.
+	scratch, _ := filepath.Glob(filepath.Join(work, "killed", ".tmp-*"))
+	half, _ := filepath.Glob(filepath.Join(work, "killed", "2*"))
+	if len(scratch) != 1 || len(half) != 1 {
+		t.Fatalf("scratch dirs of the killed build: %v, build dirs: %v", scratch, half)
+	}
+	if err := os.Mkdir(filepath.Join(work, "killed", ".cache.new-1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
 	var logs testenv.Buffer
 	s, err := host.New(host.Config{LifecycleDir: lc, BuildpacksDir: bps, WorkDir: work, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -539,6 +552,11 @@ func TestNewReapsTheBuildOfAKilledPierd(t *testing.T) {
 	}
 	if recs, _ := os.ReadDir(filepath.Join(work, ".pgroups")); len(recs) != 0 {
 		t.Fatalf("records left after New: %v", recs)
+	}
+	for _, pattern := range []string{".tmp-*", ".cache.new-*", "2*"} {
+		if left, _ := filepath.Glob(filepath.Join(work, "killed", pattern)); len(left) != 0 {
+			t.Errorf("left by the killed build after New: %v", left)
+		}
 	}
 	if !strings.Contains(logs.String(), "pid="+strconv.Itoa(compiler)) {
 		t.Errorf("the log does not say what was killed:\n%s", logs.String())

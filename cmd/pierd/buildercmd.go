@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -107,12 +108,19 @@ func runBuilder(ctx context.Context, o builderOptions, out io.Writer, log *slog.
 		case <-time.After(time.Second):
 		}
 	}
+	// Pushed trees are checked out here while they are sent to the
+	// controller; what a killed builder left goes now.
+	trees := filepath.Join(o.dataDir, "src")
+	if err := builder.ResetTreeDir(trees); err != nil {
+		return err
+	}
 	srv, err := builder.New(builder.Config{
 		Addr:     o.sshAddr,
 		DataDir:  o.dataDir,
 		Store:    ctl,
 		Deployer: ctl,
 		Logger:   log,
+		TreeDir:  trees,
 	})
 	if err != nil {
 		return err

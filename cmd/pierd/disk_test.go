@@ -364,18 +364,20 @@ func (d *smallDisk) buildDirs(t *testing.T, app string) []string {
 }
 
 // checkNothingHalfWritten: no new build dir, scratch dir or half-saved
-// cache, and no pushed tree left in TMPDIR.
+// cache, and no pushed tree left in TMPDIR or the runtime dir's src/.
 func (d *smallDisk) checkNothingHalfWritten(t *testing.T, app string, before []string) {
 	t.Helper()
 	if now := d.buildDirs(t, app); strings.Join(now, " ") != strings.Join(before, " ") {
 		t.Errorf("the build store of %s holds %v, had %v", app, now, before)
 	}
-	if left, _ := os.ReadDir(filepath.Join(d.root, "tmp")); len(left) > 0 {
-		var names []string
-		for _, e := range left {
-			names = append(names, e.Name())
+	for _, dir := range []string{filepath.Join(d.root, "tmp"), filepath.Join(d.rt, "src")} {
+		if left, _ := os.ReadDir(dir); len(left) > 0 {
+			var names []string
+			for _, e := range left {
+				names = append(names, e.Name())
+			}
+			t.Errorf("left in %s: %v", dir, names)
 		}
-		t.Errorf("left in TMPDIR: %v", names)
 	}
 }
 

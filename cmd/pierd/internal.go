@@ -100,8 +100,9 @@ func internalHandlers(p *platform, db *postgres.DB, api *controller.Server, log 
 					App: d.App, User: d.User, Commit: d.Commit, SourceDir: d.SourceDir, Log: d.Log,
 				})
 			},
-			AppURL: api.AppURL,
-			Logger: log.With("component", "builder-api"),
+			AppURL:  api.AppURL,
+			Logger:  log.With("component", "builder-api"),
+			TreeDir: p.trees,
 		}),
 	}
 	if p.buildSources != nil {

@@ -57,6 +57,8 @@ type platform struct {
 	httpsLn net.Listener // the router's TLS listener (--https-addr), nil when off
 
 	buildSources http.Handler // the kubernetes strategy's source server, served on the internal listener
+
+	trees string // where pushed trees are checked out while they build: <runtime dir>/src, emptied at start
 }
 
 // gitURL is where to push an app: --ssh-public-host when set (the
@@ -119,9 +121,19 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 			p.close(context.Background())
 		}
 	}()
+	rt, err := runtimeDir(o.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime dir: %w", err)
+	}
+	// Trees of pushes a killed pierd was building go now: nothing else
+	// would ever remove them.
+	p.trees = filepath.Join(rt, "src")
+	if err := builder.ResetTreeDir(p.trees); err != nil {
+		return nil, err
+	}
 	switch o.scheduler {
 	case "local":
-		if err := p.startLocal(o, db, log); err != nil {
+		if err := p.startLocal(o, rt, db, log); err != nil {
 			return nil, err
 		}
 	case "docker":
@@ -170,11 +182,7 @@ func startPlatform(ctx context.Context, o options, db *postgres.DB, log *slog.Lo
 
 // startLocal makes the host strategy and the local scheduler that runs
 // its builds.
-func (p *platform) startLocal(o options, db pier.Store, log *slog.Logger) error {
-	rt, err := runtimeDir(o.dataDir)
-	if err != nil {
-		return fmt.Errorf("runtime dir: %w", err)
-	}
+func (p *platform) startLocal(o options, rt string, db pier.Store, log *slog.Logger) error {
 	lifecycle, err := toolDir(o.lifecycleDir, "lifecycle")
 	if err != nil {
 		return err
@@ -527,6 +535,7 @@ func (p *platform) serveSSH(o options, db *postgres.DB, api *controller.Server, 
 		Store:    db,
 		Logger:   log,
 		Deployer: builder.DeployerFunc(p.deployer(api)),
+		TreeDir:  p.trees,
 	})
 	if err != nil {
 		return err
