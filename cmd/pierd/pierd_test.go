@@ -43,7 +43,6 @@ func TestMain(m *testing.M) {
 				panic(fmt.Sprintf("build %s: %v", pkg, err))
 			}
 		}
-		defer os.RemoveAll(dir)
 		// pierd all finds the lifecycle and buildpacks beside itself.
 		lc, err := testenv.CNBTools(filepath.Join(dir, "buildpacks"))
 		if err != nil {
@@ -62,7 +61,13 @@ func TestMain(m *testing.M) {
 			}
 		}
 	}
-	testenv.Main(m)
+	// The binaries (170 MB) go when the tests end: a defer here would
+	// never run, as testenv.Main exits.
+	testenv.Main(m, func() {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	})
 }
 
 // daemon is a running pierd all or pierd controller.

@@ -58,13 +58,17 @@ var (
 )
 
 // Main runs the tests, then stops and removes any Postgres cluster and
-// Kubernetes control plane this process started, and exits with the tests'
-// status.
-func Main(m *testing.M) {
+// Kubernetes control plane this process started, runs atExit (a TestMain's
+// own cleanups: its defers would never run, as Main exits), and exits with
+// the tests' status.
+func Main(m *testing.M, atExit ...func()) {
 	mainCalled.Store(true)
 	code := m.Run()
 	if err := shutdown(); err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
+	}
+	for _, fn := range atExit {
+		fn()
 	}
 	os.Exit(code)
 }
