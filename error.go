@@ -35,6 +35,16 @@ func NoSpace(where string) *Error {
 	return Errorf(ENOSPACE, "no space left on device: Pier's disk is full, so nothing was changed; free space on the volume holding %s, then try again", where)
 }
 
+// NoSpaceAt is err as NoSpace(where), keeping err as its cause for the
+// server log, when err says a disk is full and is not a NoSpace already
+// (which names its own place); otherwise it is err, unchanged.
+func NoSpaceAt(where string, err error) error {
+	if err == nil || ErrorCode(err) == ENOSPACE || !IsNoSpace(err) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", NoSpace(where), err)
+}
+
 // IsNoSpace reports whether err says a disk is full: an *Error of code
 // ENOSPACE, or ENOSPC (or EDQUOT, a quota reached) from a system call
 // anywhere in err's chain. Stores and strategies call it to turn their own

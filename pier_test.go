@@ -151,3 +151,20 @@ func TestNoSpace(t *testing.T) {
 		}
 	}
 }
+
+func TestNoSpaceAt(t *testing.T) {
+	full := &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}
+	err := pier.NoSpaceAt("/srv/builds", full)
+	if pier.ErrorCode(err) != pier.ENOSPACE || !strings.Contains(pier.ErrorMessage(err), "/srv/builds") || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("NoSpaceAt of ENOSPC: %v (code %s)", err, pier.ErrorCode(err))
+	}
+	// A NoSpace already names its place: kept.
+	if again := pier.NoSpaceAt("/elsewhere", err); again != err {
+		t.Fatalf("NoSpaceAt of a NoSpace: %v", again)
+	}
+	for _, other := range []error{nil, errors.New("boom"), pier.Errorf(pier.EINVALID, "bad")} {
+		if got := pier.NoSpaceAt("/srv", other); got != other {
+			t.Errorf("NoSpaceAt(%v) = %v, want it unchanged", other, got)
+		}
+	}
+}

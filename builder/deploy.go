@@ -71,12 +71,12 @@ func ResetTreeDir(dir string) error {
 }
 
 func (r DeployRequest) checkoutError(err error) error {
-	if pier.IsNoSpace(err) {
-		dir := r.TreeDir
-		if dir == "" {
-			dir = os.TempDir()
-		}
-		return fmt.Errorf("checking out the pushed tree: %w (%w)", pier.NoSpace(dir), err)
+	if !pier.IsNoSpace(err) {
+		return err
 	}
-	return err
+	dir := r.TreeDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	return fmt.Errorf("checking out the pushed tree: %w", pier.NoSpaceAt(dir, err))
 }

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -269,12 +268,9 @@ func (f *frameWriter) flush() {
 // sourceError is a full disk where a pushed tree is unpacked as
 // pier.NoSpace (the rest of the tree is removed), else err.
 func (b *builderAPI) sourceError(err error) error {
-	if pier.IsNoSpace(err) {
-		dir := b.cfg.TreeDir
-		if dir == "" {
-			dir = os.TempDir()
-		}
-		return fmt.Errorf("%w (%w)", pier.NoSpace(dir), err)
+	dir := b.cfg.TreeDir
+	if dir == "" {
+		dir = os.TempDir()
 	}
-	return err
+	return pier.NoSpaceAt(dir, err)
 }

@@ -326,16 +326,8 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // the source, the cache), returns pier.NoSpace naming WorkDir, and leaves
 // neither its build dir nor a half-saved cache.
 func (s *Strategy) Build(ctx context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
-	return s.noSpace(s.newBuild(ctx, req))
-}
-
-// noSpace makes an error that comes from a full disk pier.NoSpace naming
-// the build store.
-func (s *Strategy) noSpace(res *pier.BuildResult, err error) (*pier.BuildResult, error) {
-	if err != nil && pier.ErrorCode(err) != pier.ENOSPACE && pier.IsNoSpace(err) {
-		err = fmt.Errorf("%w (%w)", pier.NoSpace(s.cfg.WorkDir), err)
-	}
-	return res, err
+	res, err := s.newBuild(ctx, req)
+	return res, pier.NoSpaceAt(s.cfg.WorkDir, err)
 }
 
 func (s *Strategy) newBuild(ctx context.Context, req pier.BuildRequest) (*pier.BuildResult, error) {
@@ -386,7 +378,8 @@ func (s *Strategy) Rebuild(ctx context.Context, req pier.BuildRequest, dir strin
 	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("host builds: %s exists already: nothing to rebuild", dir)
 	}
-	return s.noSpace(s.build(ctx, req, id, log))
+	res, err := s.build(ctx, req, id, log)
+	return res, pier.NoSpaceAt(s.cfg.WorkDir, err)
 }
 
 // build builds req into <WorkDir>/<app>/<id>; the caller holds the app's
