@@ -148,13 +148,7 @@ func oneOffDatabase(ctx context.Context, o oneOffOptions, create bool, out io.Wr
 		fmt.Fprintf(out, "Using the embedded Postgres that pierd runs (left running)\n")
 	} else {
 		fmt.Fprintf(out, "Started the embedded Postgres in %s (stopped when done)\n", c.Root)
-		stop = func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := c.Stop(sctx); err != nil {
-				fmt.Fprintf(out, "stopping the embedded Postgres: %v\n", err)
-			}
-		}
+		stop = func() { stopCluster(c, out) }
 	}
 	if err := c.CreateDatabase(ctx, "pier"); err != nil {
 		stop()

@@ -299,11 +299,7 @@ func database(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 		} else if c.Adopted {
 			return // an earlier pierd's, still serving it
 		}
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.Stop(sctx); err != nil {
-			fmt.Fprintf(out, "stopping the embedded Postgres: %v\n", err)
-		}
+		stopCluster(c, out)
 	}
 	if err := c.CreateDatabase(ctx, "pier"); err != nil {
 		stop()
@@ -315,6 +311,16 @@ func database(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 		sup = c.Supervise(ctx, log)
 	}
 	return dsn, stop, nil
+}
+
+// stopCluster stops the embedded Postgres that this pierd started, saying
+// on out when it could not.
+func stopCluster(c *embedded.Cluster, out io.Writer) {
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(sctx); err != nil {
+		fmt.Fprintf(out, "stopping the embedded Postgres: %v\n", err)
+	}
 }
 
 func migrate(ctx context.Context, o options, out io.Writer) error {
