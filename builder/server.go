@@ -322,7 +322,11 @@ func (s *Server) session(sess gliderssh.Session) int {
 	return s.receive(sess, user.Username, user.Admin, cmd.App, log, refuse)
 }
 
-func (s *Server) repoDir(app string) string { return filepath.Join(s.reposDir, app+".git") }
+func (s *Server) repoDir(app string) string { return RepoDir(s.cfg.DataDir, app) }
+
+// RepoDir is where the builder keeps app's bare repository under its data
+// dir (Config.DataDir), for readers beside it: the rebuild after a restore.
+func RepoDir(dataDir, app string) string { return filepath.Join(dataDir, "repos", app+".git") }
 
 // lockPath is beside the repo rather than in it: the lock also guards the
 // repo's creation on the first push.

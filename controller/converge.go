@@ -81,6 +81,25 @@ func (r *Reconciler) whileOutage(ctx context.Context, fn func() error) error {
 	}
 }
 
+// AllApps lists every app of store, page after page, as the platform
+// (an admin) sees them.
+func AllApps(ctx context.Context, store pier.Store) ([]pier.App, error) {
+	all := &pier.User{Username: "pier", Admin: true}
+	var apps []pier.App
+	p := pier.Page{Limit: pier.PageMax}
+	for {
+		page, next, err := store.ListApps(ctx, all, p)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, page...)
+		if next == "" {
+			return apps, nil
+		}
+		p.After = next
+	}
+}
+
 // convergeAll is ConvergeAll; listed says whether it got as far as
 // listing every app.
 func (r *Reconciler) convergeAll(ctx context.Context) (listed bool, _ error) {
@@ -95,23 +114,15 @@ func (r *Reconciler) convergeAll(ctx context.Context) (listed bool, _ error) {
 			running = nil
 		}
 	}
-	all := &pier.User{Username: "pier", Admin: true}
+	apps, err := AllApps(ctx, r.store)
+	if err != nil {
+		return false, err
+	}
 	known := map[string]bool{}
 	var names []string
-	p := pier.Page{Limit: pier.PageMax}
-	for {
-		apps, next, err := r.store.ListApps(ctx, all, p)
-		if err != nil {
-			return false, err
-		}
-		for _, a := range apps {
-			known[a.Name] = true
-			names = append(names, a.Name)
-		}
-		if next == "" {
-			break
-		}
-		p.After = next
+	for _, a := range apps {
+		known[a.Name] = true
+		names = append(names, a.Name)
 	}
 	var gone []string
 	for _, app := range running {

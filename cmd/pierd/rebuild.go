@@ -8,11 +8,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/pierpaas/pier"
 	"github.com/pierpaas/pier/builder"
+	"github.com/pierpaas/pier/controller"
 )
 
 // rebuildMissing brings back the host builds that Postgres names but the
@@ -27,20 +27,10 @@ func (p *platform) rebuildMissing(ctx context.Context, db pier.Store, dataDir st
 	if p.host == nil {
 		return 0
 	}
-	all := &pier.User{Username: "pier", Admin: true}
-	var apps []pier.App
-	pg := pier.Page{Limit: pier.PageMax}
-	for {
-		page, next, err := db.ListApps(ctx, all, pg)
-		if err != nil {
-			log.Error("listing the apps to rebuild their missing builds", "err", err)
-			return 0
-		}
-		apps = append(apps, page...)
-		if next == "" {
-			break
-		}
-		pg.After = next
+	apps, err := controller.AllApps(ctx, db)
+	if err != nil {
+		log.Error("listing the apps to rebuild their missing builds", "err", err)
+		return 0
 	}
 	n := 0
 	for _, a := range apps {
@@ -72,7 +62,9 @@ func (p *platform) rebuild(ctx context.Context, a pier.App, rel *pier.Release, d
 	}
 	start := time.Now()
 	log.Info("rebuilding a missing build from the repository", "app", a.Name, "release", rel.Version, "commit", b.Commit, "into", b.Image)
-	req := builder.DeployRequest{App: a.Name, Repo: filepath.Join(dataDir, "repos", a.Name+".git"), Commit: b.Commit}
+	// The tree goes where pushed trees go, emptied at start: a pierd killed
+	// mid-rebuild leaves none behind.
+	req := builder.DeployRequest{App: a.Name, Repo: builder.RepoDir(dataDir, a.Name), Commit: b.Commit, TreeDir: p.trees}
 	src, remove, err := req.Checkout(ctx)
 	if err != nil {
 		return fmt.Errorf("checking out the commit from %s: %w", req.Repo, err)
